@@ -1,0 +1,201 @@
+// The Python binding of the C++ core: numpy conversions, GIL policy and
+// docstrings only (no DSP here). std::invalid_argument becomes ValueError.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <complex>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "fft.h"
+#include "frame_features.h"
+#include "mel.h"
+#include "streaming_features.h"
+#include "window.h"
+
+namespace py = pybind11;
+using pyser::FeatureOptions;
+
+namespace {
+
+using FloatArray = py::array_t<float, py::array::c_style>;
+
+std::string shape_of(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+// A 1-D float32/float64/int16 numpy array (any strides) as a contiguous
+// float32 or int16 array; other inputs raise ValueError.
+py::array as_waveform(const py::handle& obj, bool keep_int16) {
+  if (!py::isinstance<py::array>(obj)) {
+    throw py::value_error("waveform must be a numpy array, got " +
+                          std::string(py::str(py::type::of(obj).attr("__name__"))));
+  }
+  auto a = py::reinterpret_borrow<py::array>(obj);
+  if (a.ndim() != 1) {
+    throw py::value_error("waveform must be 1-D mono samples, got shape " + shape_of(a) +
+                          "; mix channels down to mono first");
+  }
+  const auto dtype = a.dtype();
+  if (dtype.is(py::dtype::of<int16_t>())) {
+    if (keep_int16) return py::array_t<int16_t, py::array::c_style>::ensure(a);
+    auto f = FloatArray(a.shape(0));
+    auto src = a.unchecked<int16_t, 1>();
+    float* dst = f.mutable_data();
+    for (py::ssize_t i = 0; i < a.shape(0); ++i) dst[i] = src(i) * (1.0f / 32768.0f);
+    return f;
+  }
+  if (dtype.is(py::dtype::of<float>()) || dtype.is(py::dtype::of<double>())) {
+    // Casts float64 and copies strided arrays; float32 contiguous passes as is.
+    return py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
+  }
+  throw py::value_error("waveform dtype must be float32, float64 or int16, got " +
+                        std::string(py::str(dtype)));
+}
+
+FloatArray new_frames(size_t frames, int n_bins) {
+  return FloatArray({static_cast<py::ssize_t>(frames), static_cast<py::ssize_t>(n_bins)});
+}
+
+FloatArray extract(const FeatureOptions& options, const py::object& waveform) {
+  options.validate();
+  auto wav = FloatArray(as_waveform(waveform, false));
+  const size_t n = wav.shape(0);
+  auto out = new_frames(pyser::num_frames(options, n), options.n_bins());
+  const float* in = wav.data();
+  float* dst = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    pyser::check_finite(in, n);
+    pyser::extract_features(options, in, n, dst);
+  }
+  return out;
+}
+
+py::list extract_batch(const FeatureOptions& options, const py::list& waveforms, int num_threads) {
+  options.validate();
+  std::vector<FloatArray> inputs;
+  std::vector<pyser::SignalView> views;
+  py::list outputs;
+  for (size_t i = 0; i < waveforms.size(); ++i) {
+    FloatArray wav;
+    try {
+      wav = FloatArray(as_waveform(waveforms[i], false));
+      pyser::check_finite(wav.data(), wav.shape(0));
+    } catch (const std::exception& e) {
+      throw py::value_error("waveforms[" + std::to_string(i) + "]: " + e.what());
+    }
+    const size_t n = wav.shape(0);
+    auto out = new_frames(pyser::num_frames(options, n), options.n_bins());
+    views.push_back({wav.data(), n, out.mutable_data()});
+    inputs.push_back(wav);
+    outputs.append(out);
+  }
+  {
+    py::gil_scoped_release release;
+    pyser::extract_features_batch(options, views, num_threads);
+  }
+  return outputs;
+}
+
+FloatArray accept(pyser::StreamingFeatures& stream, const py::object& chunk) {
+  py::array samples = as_waveform(chunk, true);
+  const size_t n = samples.shape(0);
+  auto out = new_frames(stream.frames_completed_by(n), stream.n_bins());
+  float* dst = out.mutable_data();
+  if (samples.dtype().is(py::dtype::of<int16_t>())) {
+    const auto* in = static_cast<const int16_t*>(samples.data());
+    py::gil_scoped_release release;
+    stream.accept_waveform(in, n, dst);
+  } else {
+    const auto* in = static_cast<const float*>(samples.data());
+    py::gil_scoped_release release;
+    stream.accept_waveform(in, n, dst);
+  }
+  return out;
+}
+
+py::array_t<std::complex<float>> rfft(const py::object& signal) {
+  auto x = FloatArray(as_waveform(signal, false));
+  const pyser::RealFft& plan = pyser::real_fft_plan(static_cast<int>(x.shape(0)));
+  std::vector<float> re(plan.num_bins()), im(plan.num_bins());
+  plan.forward(x.data(), nullptr, re.data(), im.data());
+  py::array_t<std::complex<float>> out(plan.num_bins());
+  auto* dst = out.mutable_data();
+  for (int k = 0; k < plan.num_bins(); ++k) dst[k] = {re[k], im[k]};
+  return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "pyser's C++ feature engine (use pyser.features instead of this module).";
+
+  py::class_<FeatureOptions>(m, "FeatureOptions")
+      .def(py::init<>())
+      .def_readwrite("kind", &FeatureOptions::kind)
+      .def_readwrite("sample_rate", &FeatureOptions::sample_rate)
+      .def_readwrite("n_fft", &FeatureOptions::n_fft)
+      .def_readwrite("win_length", &FeatureOptions::win_length)
+      .def_readwrite("hop_length", &FeatureOptions::hop_length)
+      .def_readwrite("window", &FeatureOptions::window)
+      .def_readwrite("periodic", &FeatureOptions::periodic)
+      .def_readwrite("n_mels", &FeatureOptions::n_mels)
+      .def_readwrite("fmin", &FeatureOptions::fmin)
+      .def_readwrite("fmax", &FeatureOptions::fmax)
+      .def_readwrite("htk", &FeatureOptions::htk)
+      .def_readwrite("norm", &FeatureOptions::norm)
+      .def_readwrite("center", &FeatureOptions::center)
+      .def_readwrite("pad_mode", &FeatureOptions::pad_mode)
+      .def_readwrite("amin", &FeatureOptions::amin)
+      .def("validate", &FeatureOptions::validate, "Raise ValueError naming the first bad field.")
+      .def_property_readonly("n_bins", &FeatureOptions::n_bins);
+
+  m.def("num_frames", &pyser::num_frames, py::arg("options"), py::arg("num_samples"),
+        "Frames that offline extraction yields for a signal of num_samples samples.");
+  m.def("extract_features", &extract, py::arg("options"), py::arg("waveform"),
+        "(n,) float32/float64/int16 waveform -> new (n_frames, n_bins) float32 array.");
+  m.def("extract_features_batch", &extract_batch, py::arg("options"), py::arg("waveforms"),
+        py::arg("num_threads") = 0,
+        "List of waveforms -> list of feature arrays, computed on num_threads threads "
+        "(0 = all cores).");
+
+  py::class_<pyser::StreamingFeatures>(m, "StreamingFeatures")
+      .def(py::init<const FeatureOptions&>(), py::arg("options"))
+      .def("accept_waveform", &accept, py::arg("chunk"),
+           "Append a chunk; return a new (n_new, n_bins) float32 array of the frames it "
+           "completes.")
+      .def("frames_completed_by", &pyser::StreamingFeatures::frames_completed_by, py::arg("n"))
+      .def("reset", &pyser::StreamingFeatures::reset)
+      .def_property_readonly("num_frames", &pyser::StreamingFeatures::num_frames)
+      .def_property_readonly("num_samples", &pyser::StreamingFeatures::num_samples)
+      .def_property_readonly("n_bins", &pyser::StreamingFeatures::n_bins);
+
+  m.def("rfft", &rfft, py::arg("signal"),
+        "Real FFT of a power-of-two-length signal (16..16384) -> complex64 (n/2+1,).");
+  m.def(
+      "mel_filterbank",
+      [](const FeatureOptions& options) {
+        options.validate();
+        pyser::MelFilterbank bank(options);
+        auto out = new_frames(bank.num_bands(), bank.num_bins());
+        auto dense = bank.dense();
+        std::copy(dense.begin(), dense.end(), out.mutable_data());
+        return out;
+      },
+      py::arg("options"), "Dense (n_mels, n_fft/2+1) Mel weights.");
+  m.def(
+      "frame_window",
+      [](const FeatureOptions& options) {
+        options.validate();
+        auto w = pyser::frame_window(options);
+        FloatArray out(static_cast<py::ssize_t>(w.size()));
+        std::copy(w.begin(), w.end(), out.mutable_data());
+        return out;
+      },
+      py::arg("options"), "The analysis window centred in an n_fft frame.");
+}

@@ -1,0 +1,83 @@
+#include "feature_config.h"
+
+#include <cmath>
+#include <sstream>
+#include <stdexcept>
+
+#include "fft.h"
+#include "mel.h"
+
+namespace pyser {
+namespace {
+
+[[noreturn]] void fail(const std::string& field, const std::string& what) {
+  throw std::invalid_argument("FeatureConfig." + field + " " + what);
+}
+
+template <typename T>
+std::string str(T value) {
+  std::ostringstream out;
+  out << value;
+  return out.str();
+}
+
+}  // namespace
+
+FeatureKind FeatureOptions::kind_enum() const {
+  if (kind == "mel") return FeatureKind::kMel;
+  if (kind == "stft") return FeatureKind::kStft;
+  fail("kind", "must be 'mel' or 'stft', got '" + kind + "'");
+}
+
+WindowKind FeatureOptions::window_enum() const {
+  if (window == "hamming") return WindowKind::kHamming;
+  if (window == "hann") return WindowKind::kHann;
+  if (window == "rectangular" || window == "boxcar") return WindowKind::kRectangular;
+  fail("window", "must be 'hamming', 'hann' or 'rectangular', got '" + window + "'");
+}
+
+PadMode FeatureOptions::pad_mode_enum() const {
+  if (pad_mode == "reflect") return PadMode::kReflect;
+  if (pad_mode == "constant") return PadMode::kConstant;
+  fail("pad_mode", "must be 'reflect' or 'constant', got '" + pad_mode + "'");
+}
+
+int FeatureOptions::n_bins() const {
+  return kind_enum() == FeatureKind::kMel ? n_mels : n_fft / 2 + 1;
+}
+
+void FeatureOptions::validate() const {
+  kind_enum();
+  window_enum();
+  pad_mode_enum();
+  if (sample_rate <= 0) fail("sample_rate", "must be positive, got " + str(sample_rate));
+  const bool pow2 = n_fft > 0 && (n_fft & (n_fft - 1)) == 0;
+  if (!pow2 || n_fft < RealFft::kMinSize || n_fft > RealFft::kMaxSize) {
+    fail("n_fft", "must be a power of two between 16 and 16384, got " + str(n_fft));
+  }
+  if (win_length <= 0) fail("win_length", "must be positive, got " + str(win_length));
+  if (win_length > n_fft) {
+    fail("win_length", "must be <= n_fft (" + str(n_fft) + "), got " + str(win_length));
+  }
+  if (hop_length <= 0) fail("hop_length", "must be positive, got " + str(hop_length));
+  if (!std::isfinite(amin) || amin <= 0.0) fail("amin", "must be finite and > 0, got " + str(amin));
+  if (norm != "slaney" && norm != "none") {
+    fail("norm", "must be 'slaney' or 'none', got '" + norm + "'");
+  }
+  if (kind_enum() != FeatureKind::kMel) return;
+  const double nyquist = sample_rate / 2.0;
+  if (n_mels <= 0) fail("n_mels", "must be positive, got " + str(n_mels));
+  if (!std::isfinite(fmin) || fmin < 0.0) fail("fmin", "must be finite and >= 0, got " + str(fmin));
+  if (fmax) {
+    if (!std::isfinite(*fmax)) fail("fmax", "must be finite, got " + str(*fmax));
+    if (*fmax > nyquist) {
+      fail("fmax", "must be <= the Nyquist frequency " + str(nyquist) + " Hz, got " + str(*fmax));
+    }
+  }
+  if (fmax_hz() <= fmin) {
+    fail("fmax", "must be > fmin (" + str(fmin) + " Hz), got " + str(fmax_hz()));
+  }
+  MelFilterbank check(*this);  // throws if a band would hold no FFT bin
+}
+
+}  // namespace pyser

@@ -1,0 +1,46 @@
+// Real-input FFT for power-of-two sizes, written for pyser (no FFT library).
+//
+// A real FFT of size n is computed as a complex FFT of size n/2 on the
+// even/odd samples packed as re/im, followed by the standard split step.
+// The complex FFT is an iterative radix-2 decimation-in-time over split
+// (separate real and imaginary) arrays, so every butterfly loop runs over
+// contiguous memory with contiguous per-stage twiddles and vectorises.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace pyser {
+
+class RealFft {
+ public:
+  static constexpr int kMinSize = 16;
+  static constexpr int kMaxSize = 16384;
+
+  // Throws std::invalid_argument unless n is a power of two in [16, 16384].
+  explicit RealFft(int n);
+
+  int size() const { return n_; }
+  int num_bins() const { return n_ / 2 + 1; }
+
+  // Spectrum of n real samples.
+  // in: n samples; weights: n window weights or nullptr (applied to `in`).
+  // re, im: num_bins() outputs each (also used as work space).
+  void forward(const float* in, const float* weights, float* re, float* im) const;
+
+ private:
+  int n_;                       // real size
+  int m_;                       // complex size n/2
+  std::vector<int32_t> bitrev_; // bit-reversal permutation of [0, m)
+  std::vector<float> tw_re_;    // per-stage twiddles e^{-2πik/s}, spans 16, 32, ..., m concatenated
+  std::vector<float> tw_im_;
+  std::vector<float> split_re_; // e^{-2πik/n}, k in [0, m/2]
+  std::vector<float> split_im_;
+};
+
+// Shared, immutable plan for size n, built once per size on first use
+// (thread-safe); throws like the constructor.
+const RealFft& real_fft_plan(int n);
+
+}  // namespace pyser

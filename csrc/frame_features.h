@@ -1,0 +1,60 @@
+// One frame of features (window → real FFT → power → [Mel] → dB), and
+// offline extraction of whole signals, alone or in batches on threads.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+#include "feature_config.h"
+#include "fft.h"
+#include "mel.h"
+
+namespace pyser {
+
+// Turns n_fft samples into n_bins log-power values. Holds scratch space, so
+// one instance serves one thread.
+class FrameProcessor {
+ public:
+  explicit FrameProcessor(const FeatureOptions& options);  // validates options
+
+  const FeatureOptions& options() const { return options_; }
+  int n_bins() const { return n_bins_; }
+
+  // frame: n_fft samples; out: n_bins floats.
+  void compute(const float* frame, float* out);
+
+ private:
+  FeatureOptions options_;
+  int n_bins_;
+  const RealFft* fft_;
+  std::vector<float> window_;
+  std::unique_ptr<MelFilterbank> mel_;
+  std::vector<float> re_, im_, power_;
+};
+
+// 10·log10(max(x, amin)) in place, vectorised (|error| < 1e-5 dB).
+void power_to_db(float* values, int n, float amin);
+
+// Frames of a signal of n samples: center=False: 1 + (n - n_fft) / hop when
+// n >= n_fft, else 0; center=True: 1 + n / hop.
+size_t num_frames(const FeatureOptions& options, size_t num_samples);
+
+// Throws std::invalid_argument naming the first NaN or infinite sample.
+void check_finite(const float* samples, size_t n);
+
+// Features of a whole signal into out (num_frames × n_bins, row-major).
+void extract_features(const FeatureOptions& options, const float* samples, size_t n, float* out);
+
+struct SignalView {
+  const float* samples;
+  size_t num_samples;
+  float* out;  // num_frames(options, num_samples) × n_bins
+};
+
+// Extracts every signal of the batch on up to num_threads threads
+// (0 = hardware concurrency). Signals must be finite (check_finite first).
+void extract_features_batch(const FeatureOptions& options, const std::vector<SignalView>& batch,
+                            int num_threads);
+
+}  // namespace pyser

@@ -1,0 +1,229 @@
+"""Spectrogram features: log-Mel or log-STFT power in dB, offline or streaming.
+
+A thin facade over the C++ engine in ``pyser._core`` (Hamming-windowed real
+FFT → power → sparse Mel filterbank → 10·log10(max(power, amin))).
+
+The log has no ``top_db`` clipping: librosa's ``power_to_db(top_db=80)`` (which
+the paper's recipe used) clips relative to the maximum of the *whole*
+utterance, which a stream does not know yet. Features are therefore the plain
+dB power, the same offline and streaming.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Sequence
+
+import numpy as np
+
+from pyser import _core
+
+__all__ = ["FeatureConfig", "extract_features", "extract_features_batch", "StreamingFeatures"]
+
+_STRING_FIELDS = {"kind", "window", "pad_mode", "norm"}
+_BOOL_FIELDS = {"periodic", "htk", "center"}
+_INT_FIELDS = {"sample_rate", "n_fft", "win_length", "hop_length", "n_mels"}
+_FLOAT_FIELDS = {"fmin", "fmax", "amin"}
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Feature options; names follow librosa, defaults are the paper's.
+
+    Attributes:
+        kind: ``"mel"`` (``n_mels`` log-Mel bands) or ``"stft"`` (``n_fft // 2 + 1``
+            log-power bins).
+        sample_rate: input sample rate in Hz.
+        n_fft: DFT size in samples, a power of two in [16, 16384].
+        win_length: analysis window in samples (≤ n_fft), centred in the frame.
+        hop_length: frame shift in samples.
+        window: ``"hamming"``, ``"hann"`` or ``"rectangular"``.
+        periodic: periodic (DFT-even, librosa/torch default) or symmetric window.
+        n_mels: number of Mel bands (kind ``"mel"``).
+        fmin: lowest Mel band edge in Hz.
+        fmax: highest Mel band edge in Hz; ``None`` = sample_rate / 2.
+        htk: HTK Mel scale instead of Slaney's (librosa's default).
+        norm: Mel band normalisation, ``"slaney"`` (equal area) or ``None``.
+        center: offline only: pad ``n_fft // 2`` samples at both ends so frame t
+            is centred on sample ``t * hop_length`` (librosa ``center=True``).
+            Streaming always uses ``center=False`` framing.
+        pad_mode: padding for ``center``: ``"reflect"`` or ``"constant"`` (zeros).
+        amin: power floor before the log, ``10 * log10(max(power, amin))``.
+    """
+
+    kind: str = "mel"
+    sample_rate: int = 16000
+    n_fft: int = 1024
+    win_length: int = 640
+    hop_length: int = 160
+    window: str = "hamming"
+    periodic: bool = True
+    n_mels: int = 128
+    fmin: float = 0.0
+    fmax: float | None = None
+    htk: bool = False
+    norm: str | None = "slaney"
+    center: bool = False
+    pad_mode: str = "reflect"
+    amin: float = 1e-10
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            _check_type(f.name, getattr(self, f.name))
+        self._options().validate()  # value checks live in C++, in one place
+
+    def _options(self) -> Any:
+        options = _core.FeatureOptions()
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "norm":
+                value = "none" if value is None else value
+            setattr(options, f.name, value)
+        return options
+
+    @property
+    def n_bins(self) -> int:
+        """Values per frame: ``n_mels`` for ``"mel"``, ``n_fft // 2 + 1`` for ``"stft"``."""
+        return self.n_mels if self.kind == "mel" else self.n_fft // 2 + 1
+
+    @property
+    def frame_rate(self) -> float:
+        """Frames per second."""
+        return self.sample_rate / self.hop_length
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames that offline extraction gives for ``num_samples`` samples."""
+        return int(_core.num_frames(self._options(), int(num_samples)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict of every field (model files embed it)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FeatureConfig":
+        """The config of ``to_dict``; unknown keys raise ValueError."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown FeatureConfig field(s): {', '.join(unknown)}")
+        return cls(**data)
+
+
+def _check_type(name: str, value: Any) -> None:
+    def bad(expected: str) -> ValueError:
+        return ValueError(f"FeatureConfig.{name} must be {expected}, got {value!r}")
+
+    if name in _STRING_FIELDS:
+        if name == "norm" and value is None:
+            return
+        if not isinstance(value, str):
+            raise bad("a string")
+    elif name in _BOOL_FIELDS:
+        if not isinstance(value, (bool, np.bool_)):
+            raise bad("a bool")
+    elif name in _INT_FIELDS:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise bad("an int")
+    elif name in _FLOAT_FIELDS:
+        if name == "fmax" and value is None:
+            return
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+            raise bad("a number")
+        if not math.isfinite(float(value)):
+            raise bad("finite")
+
+
+def _check_rate(config: FeatureConfig, sample_rate: int | None) -> None:
+    if sample_rate is not None and int(sample_rate) != config.sample_rate:
+        raise ValueError(
+            f"waveform sample rate {sample_rate} Hz differs from FeatureConfig.sample_rate "
+            f"{config.sample_rate} Hz; resample first (pyser.audio.resample)"
+        )
+
+
+def extract_features(
+    waveform: np.ndarray, config: FeatureConfig = FeatureConfig(), sample_rate: int | None = None
+) -> np.ndarray:
+    """Log spectrogram of a whole signal.
+
+    Args:
+        waveform: (n_samples,) mono float32/float64 in [-1, 1], or int16 (scaled by 1/32768).
+        config: feature options.
+        sample_rate: the waveform's rate in Hz, checked against ``config.sample_rate`` if given.
+    Returns:
+        (n_frames, config.n_bins) float32 dB, a new array. With ``center=False``
+        n_frames = 1 + (n_samples - n_fft) // hop_length (0 if shorter than n_fft);
+        with ``center=True``, 1 + n_samples // hop_length.
+    Raises:
+        ValueError: not a 1-D array, unsupported dtype, NaN/Inf samples, wrong rate.
+    """
+    _check_rate(config, sample_rate)
+    return _core.extract_features(config._options(), waveform)
+
+
+def extract_features_batch(
+    waveforms: Sequence[np.ndarray],
+    config: FeatureConfig = FeatureConfig(),
+    num_threads: int | None = None,
+) -> list[np.ndarray]:
+    """``extract_features`` of each waveform, computed on ``num_threads`` threads.
+
+    Args:
+        waveforms: sequence of (n_i,) arrays as for ``extract_features``.
+        config: feature options.
+        num_threads: worker threads; ``None`` = all cores.
+    Returns:
+        list of (n_frames_i, n_bins) float32 arrays, in input order.
+    """
+    if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
+        raise ValueError(f"num_threads must be a positive int or None, got {num_threads!r}")
+    return _core.extract_features_batch(config._options(), list(waveforms), num_threads or 0)
+
+
+class StreamingFeatures:
+    """Frame-by-frame features of audio arriving in chunks of any size.
+
+    Frame t covers samples [t·hop_length, t·hop_length + n_fft) from the stream
+    start (librosa ``center=False``) and is returned by the call whose chunk
+    completes it, so any chunking gives the same frames, bit for bit, as
+    ``extract_features`` with ``center=False``. A bad chunk raises ValueError
+    and leaves the stream as it was.
+
+    Example:
+        >>> sf = StreamingFeatures(FeatureConfig())
+        >>> frames = sf.accept_waveform(chunk)   # (n_new, 128) float32
+    """
+
+    def __init__(self, config: FeatureConfig = FeatureConfig()) -> None:
+        if not isinstance(config, FeatureConfig):
+            raise ValueError(f"config must be a FeatureConfig, got {type(config).__name__}")
+        self.config = config
+        self._stream = _core.StreamingFeatures(config._options())
+
+    def accept_waveform(self, chunk: np.ndarray) -> np.ndarray:
+        """Append ``chunk`` ((n,) float32/float64/int16 at config.sample_rate).
+
+        Returns:
+            (n_new, n_bins) float32, the frames this chunk completes (a new array,
+            owned by the caller); frame indices continue from ``num_frames``.
+        """
+        return self._stream.accept_waveform(chunk)
+
+    def reset(self) -> None:
+        """Forget all audio; the next sample starts a new stream at frame 0."""
+        self._stream.reset()
+
+    @property
+    def num_frames(self) -> int:
+        """Frames emitted since the start (or the last reset)."""
+        return self._stream.num_frames
+
+    @property
+    def num_samples(self) -> int:
+        """Samples accepted since the start (or the last reset)."""
+        return self._stream.num_samples
+
+    @property
+    def n_bins(self) -> int:
+        return self._stream.n_bins
