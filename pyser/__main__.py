@@ -1,0 +1,5 @@
+import sys
+
+from pyser.cli import main
+
+sys.exit(main())
