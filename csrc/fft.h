@@ -37,6 +37,7 @@ class RealFft {
   std::vector<float> tw_im_;
   std::vector<float> split_re_; // e^{-2πik/n}, k in [0, m/2]
   std::vector<float> split_im_;
+  std::vector<float> ones_;     // the weights when none are given
 };
 
 // Shared, immutable plan for size n, built once per size on first use
