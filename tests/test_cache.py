@@ -1,0 +1,202 @@
+"""training.cache.FeatureCache: same features as the inference path, computed once,
+keyed by config and content, atomic and self-healing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from pyser import FeatureConfig, extract_features
+from pyser.audio import load_audio
+from training.cache import RACY_S, FeatureCache, config_key, file_sha1
+from training.datasets import Utterance
+
+SR = 16000
+
+
+class CountingExtract:
+    """The real extract_features, counting calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, waveform, config):
+        self.calls += 1
+        return extract_features(waveform, config)
+
+
+def write_audio(path: Path, seconds: float = 0.5, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = 0.1 * np.random.default_rng(seed).standard_normal(int(seconds * SR)).astype(np.float32)
+    sf.write(str(path), x, SR)
+    return path
+
+
+def utt(path: Path) -> Utterance:
+    return Utterance(path, "sad", "s", 0.5, "test", {})
+
+
+def leftovers(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_same_as_direct_extraction_and_hits(tmp_path):
+    wav = write_audio(tmp_path / "a.wav")
+    cfg = FeatureConfig()
+    count = CountingExtract()
+    cache = FeatureCache(tmp_path / "cache", cfg, extract=count)
+    x = cache.get(utt(wav))
+    direct = extract_features(load_audio(wav, cfg.sample_rate), cfg)
+    # 0.5 s at 16 kHz, n_fft 1024, hop 160, center=False: 1 + (8000 - 1024) // 160 frames.
+    assert x.dtype == np.float32 and x.shape == direct.shape == (44, 128)
+    np.testing.assert_array_equal(x, direct)
+    assert (count.calls, cache.hits, cache.misses) == (1, 0, 1)
+    y = cache.get(utt(wav))
+    np.testing.assert_array_equal(y, direct)
+    assert (count.calls, cache.hits, cache.misses) == (1, 1, 1)
+    # A new FeatureCache on the same folder (a new run) hits too; a path works like an Utterance.
+    count2 = CountingExtract()
+    z = FeatureCache(tmp_path / "cache", cfg, extract=count2).get(wav)
+    np.testing.assert_array_equal(z, direct)
+    assert count2.calls == 0
+    assert leftovers(tmp_path) == []
+
+
+def test_default_extractor_is_pyser(tmp_path):
+    wav = write_audio(tmp_path / "a.flac", seconds=0.3)
+    cfg = FeatureConfig(kind="stft")
+    x = FeatureCache(tmp_path / "cache", cfg).get(wav)
+    np.testing.assert_array_equal(x, extract_features(load_audio(wav), cfg))
+    assert x.shape[1] == 513
+
+
+def test_config_change_gives_new_key(tmp_path):
+    wav = write_audio(tmp_path / "a.wav")
+    a, b = FeatureConfig(), FeatureConfig(n_mels=64)
+    assert config_key(a) == config_key(FeatureConfig.from_dict(a.to_dict()))
+    assert config_key(a) != config_key(b)
+    count = CountingExtract()
+    ca = FeatureCache(tmp_path / "cache", a, extract=count)
+    cb = FeatureCache(tmp_path / "cache", b, extract=count)
+    xa, xb = ca.get(wav), cb.get(wav)
+    assert count.calls == 2 and xa.shape[1] == 128 and xb.shape[1] == 64
+    assert ca.entry_path(wav) != cb.entry_path(wav)
+    assert (ca.dir / "config.json").is_file() and (cb.dir / "config.json").is_file()
+
+
+def test_content_change_recomputes(tmp_path):
+    wav = write_audio(tmp_path / "a.wav", seed=1)
+    count = CountingExtract()
+    cache = FeatureCache(tmp_path / "cache", FeatureConfig(), extract=count)
+    x1 = cache.get(wav)
+    before = wav.stat()
+    # Same name, same size, new samples, and the old mtime restored: only the content
+    # (and the ctime, which the racy rule keeps out of the index while fresh) differ.
+    write_audio(wav, seed=2)
+    os.utime(wav, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert wav.stat().st_size == before.st_size and wav.stat().st_ino == before.st_ino
+    x2 = cache.get(wav)
+    assert count.calls == 2
+    assert not np.array_equal(x1, x2)
+    np.testing.assert_array_equal(x2, extract_features(load_audio(wav), FeatureConfig()))
+
+
+def test_content_is_the_key_not_the_path(tmp_path):
+    wav = write_audio(tmp_path / "a.wav")
+    copy = tmp_path / "copy" / "b.wav"
+    copy.parent.mkdir()
+    copy.write_bytes(wav.read_bytes())
+    count = CountingExtract()
+    cache = FeatureCache(tmp_path / "cache", FeatureConfig(), extract=count)
+    cache.get(wav)
+    cache.get(copy)
+    assert count.calls == 1 and cache.entry_path(wav) == cache.entry_path(copy)
+    assert cache.entry_path(wav).stem == file_sha1(copy)
+
+
+def test_index_avoids_rehash_only_for_settled_files(tmp_path, monkeypatch):
+    import training.cache as cache_mod
+
+    hashed = []
+    real = cache_mod.file_sha1
+    monkeypatch.setattr(cache_mod, "file_sha1", lambda p: hashed.append(p) or real(p))
+    wav = write_audio(tmp_path / "a.wav")
+    cache = FeatureCache(tmp_path / "cache", FeatureConfig())
+    cache.get(wav)
+    cache.get(wav)
+    # A file changed within RACY_S seconds is never trusted from the index.
+    assert RACY_S > 0 and len(hashed) == 2
+    assert not (tmp_path / "cache" / "index").exists()
+    # With racy_s=0 the file counts as settled: hashed once, then found in the index.
+    settled = FeatureCache(tmp_path / "cache", FeatureConfig(), racy_s=0.0)
+    for _ in range(3):
+        settled.get(wav)
+    assert len(hashed) == 3
+    assert len([p for p in (tmp_path / "cache" / "index").rglob("*") if p.is_file()]) == 1
+    # A changed file misses the index and is rehashed.
+    write_audio(wav, seconds=0.6)
+    assert settled.get(wav).shape == (1 + (9600 - 1024) // 160, 128)
+    assert len(hashed) == 4
+
+
+def test_truncated_entry_recomputed(tmp_path, caplog):
+    wav = write_audio(tmp_path / "a.wav")
+    count = CountingExtract()
+    cache = FeatureCache(tmp_path / "cache", FeatureConfig(), extract=count)
+    x = cache.get(wav)
+    entry = cache.entry_path(wav)
+    data = entry.read_bytes()
+    entry.write_bytes(data[: len(data) // 2])  # an interrupted non-atomic write
+    y = cache.get(wav)
+    assert count.calls == 2 and "corrupt cache entry" in caplog.text
+    np.testing.assert_array_equal(x, y)
+    assert entry.read_bytes() == data  # repaired on disk
+    # Wrong shape (e.g. from another config) is also rejected.
+    np.save(entry, np.zeros((3, 7), np.float32))
+    np.testing.assert_array_equal(cache.get(wav), x)
+    assert count.calls == 3
+    assert leftovers(tmp_path) == []
+
+
+def test_interrupted_write_leaves_no_entry_and_no_temp(tmp_path, monkeypatch):
+    wav = write_audio(tmp_path / "a.wav")
+    cache = FeatureCache(tmp_path / "cache", FeatureConfig())
+    entry = cache.entry_path(wav)
+
+    def failing_save(f, x, allow_pickle=False):
+        f.write(b"\x93NUMPY partial")
+        raise RuntimeError("disk full")
+
+    with monkeypatch.context() as m:
+        m.setattr(np, "save", failing_save)
+        with pytest.raises(RuntimeError, match="disk full"):
+            cache.get(wav)
+    assert not entry.exists() and leftovers(tmp_path) == []
+    assert cache.get(wav).shape == (44, 128) and entry.exists()
+
+
+def test_get_many_matches_get(tmp_path):
+    wavs = [write_audio(tmp_path / f"{i}.wav", seconds=0.2 + 0.1 * i, seed=i) for i in range(5)]
+    count = CountingExtract()
+    cache = FeatureCache(tmp_path / "cache", FeatureConfig(), extract=count)
+    many = cache.get_many([utt(w) for w in wavs], num_workers=2)
+    assert count.calls == 5
+    for w, x in zip(wavs, many):
+        np.testing.assert_array_equal(x, extract_features(load_audio(w), FeatureConfig()))
+    again = cache.get_many(wavs)
+    assert count.calls == 5 and all(np.array_equal(a, b) for a, b in zip(many, again))
+    assert utt(wavs[0]) in cache and wavs[1] in cache
+    assert tmp_path / "nope.wav" not in cache
+    fresh = write_audio(tmp_path / "fresh.wav", seed=99)
+    assert fresh not in cache and count.calls == 5
+    assert leftovers(tmp_path) == []
+
+
+def test_missing_file_raises(tmp_path):
+    cache = FeatureCache(tmp_path / "cache", FeatureConfig())
+    with pytest.raises(FileNotFoundError):
+        cache.get(tmp_path / "nope.wav")

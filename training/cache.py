@@ -1,0 +1,223 @@
+"""On-disk cache of extracted features, keyed by feature config and audio content.
+
+Features are computed with the inference code path -- ``pyser.audio.load_audio``
+then ``pyser.extract_features`` -- once per (config, audio content) and stored
+as ``.npy``::
+
+    root/
+      <config key>/config.json          the FeatureConfig the entries were made with
+      <config key>/<sha[:2]>/<sha>.npy   (n_frames, n_bins) float32, sha = sha1 of the file bytes
+      index/<k[:2]>/<k>                  sha1 of a file, k = sha1(path, size, mtime, ctime, inode)
+
+The config key is the sha1 of ``config.to_dict()`` as sorted JSON plus
+``CACHE_FORMAT``. The content hash (not the path) is the key, so renamed or
+copied files share an entry and edited files get a new one. The index only
+saves re-reading big files. Its key includes the inode change time, which
+tools that restore mtimes (``touch -r``, ``rsync -t``) cannot set, and an entry
+is written only for files whose mtime and ctime are more than ``racy_s``
+(default ``RACY_S``) seconds old, so a file rewritten within the file system's
+timestamp granularity is never trusted from the index ("racy git" rule).
+
+Every write goes to a temporary file in the destination folder, is fsynced and
+``os.replace``-d into place, so an interrupted run never leaves a truncated
+entry; an unreadable or wrongly shaped entry is logged, recomputed and
+replaced. Concurrent writers of one entry write identical bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CACHE_FORMAT", "RACY_S", "FeatureCache", "config_key", "file_sha1"]
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1  # bump when the cached representation changes
+RACY_S = 2.0
+_CHUNK = 1 << 20
+
+
+def file_sha1(path: str | Path) -> str:
+    """sha1 hex digest of a file's bytes."""
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def config_key(config: Any) -> str:
+    """A stable key for a FeatureConfig: sha1 of its ``to_dict()`` as sorted JSON (20 hex)."""
+    payload = json.dumps(
+        {"format": CACHE_FORMAT, "config": config.to_dict()}, sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha1(payload.encode()).hexdigest()[:20]
+
+
+def _atomic_write(dest: Path, write: Callable[[Any], None]) -> None:
+    """Write ``dest`` via a fsynced temp file in the same folder and ``os.replace``."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+class FeatureCache:
+    """Compute-once feature store for training.
+
+    Args:
+        root: cache folder (created if missing).
+        config: a ``pyser.FeatureConfig`` (anything with ``to_dict()``,
+            ``sample_rate`` and ``n_bins``).
+        extract: ``(waveform, config) -> (n_frames, n_bins)``; default
+            ``pyser.extract_features``.
+        load: ``(path, sample_rate) -> (n,) float32``; default
+            ``pyser.audio.load_audio``.
+        racy_s: files changed less than this many seconds ago are hashed on
+            every call instead of being recorded in the index.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        config: Any,
+        extract: Callable[[np.ndarray, Any], np.ndarray] | None = None,
+        load: Callable[[str | Path, int], np.ndarray] | None = None,
+        racy_s: float = RACY_S,
+    ):
+        self.root = Path(root).expanduser()
+        self.config = config
+        self.key = config_key(config)
+        self.dir = self.root / self.key
+        self._extract = extract
+        self._load = load
+        self.racy_s = float(racy_s)
+        self.hits = 0
+        self.misses = 0
+        self._lock = threading.Lock()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        cfg_json = self.dir / "config.json"
+        if not cfg_json.is_file():
+            text = json.dumps(config.to_dict(), sort_keys=True, indent=2).encode()
+            _atomic_write(cfg_json, lambda f: f.write(text))
+
+    # -------------------------------------------------------------- keys
+
+    def _index_path(self, path: Path, st: os.stat_result) -> Path:
+        ident = f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}"
+        k = hashlib.sha1(ident.encode()).hexdigest()
+        return self.root / "index" / k[:2] / k
+
+    def content_hash(self, path: str | Path) -> str:
+        """sha1 of the file's bytes, from the index when the file is unchanged."""
+        path = Path(path).resolve()
+        st = path.stat()
+        idx = self._index_path(path, st)
+        try:
+            sha = idx.read_text().strip()
+            if len(sha) == 40:
+                return sha
+        except OSError:
+            pass
+        sha = file_sha1(path)
+        if time.time() - max(st.st_mtime_ns, st.st_ctime_ns) / 1e9 > self.racy_s:
+            try:
+                _atomic_write(idx, lambda f: f.write(sha.encode()))
+            except OSError as exc:  # the index is an optimisation only
+                log.debug("cannot write index entry %s: %s", idx, exc)
+        return sha
+
+    def entry_path(self, path: str | Path) -> Path:
+        """Where the features of ``path`` under this config live."""
+        sha = self.content_hash(path)
+        return self.dir / sha[:2] / f"{sha}.npy"
+
+    # -------------------------------------------------------------- access
+
+    def compute(self, path: str | Path) -> np.ndarray:
+        """Features of ``path`` without the cache (the inference code path)."""
+        load = self._load
+        extract = self._extract
+        if load is None:
+            from pyser.audio import load_audio as load
+        if extract is None:
+            from pyser import extract_features as extract
+        waveform = load(path, self.config.sample_rate)
+        return np.ascontiguousarray(extract(waveform, self.config), dtype=np.float32)
+
+    def _read(self, entry: Path) -> np.ndarray | None:
+        try:
+            x = np.load(entry, allow_pickle=False)
+        except FileNotFoundError:
+            return None
+        except (ValueError, OSError, EOFError) as exc:  # truncated / garbage file
+            log.warning("corrupt cache entry %s (%s); recomputing", entry, exc)
+            return None
+        n_bins = getattr(self.config, "n_bins", None)
+        if x.ndim != 2 or x.dtype != np.float32 or (n_bins is not None and x.shape[1] != n_bins):
+            log.warning(
+                "cache entry %s has shape %s dtype %s, expected (n, %s) float32; recomputing",
+                entry, x.shape, x.dtype, n_bins,
+            )
+            return None
+        return x
+
+    def get(self, utt: Any) -> np.ndarray:
+        """``(n_frames, n_bins)`` float32 features of an Utterance (or a path)."""
+        path = Path(getattr(utt, "path", utt))
+        entry = self.entry_path(path)
+        x = self._read(entry)
+        with self._lock:
+            if x is not None:
+                self.hits += 1
+            else:
+                self.misses += 1
+        if x is not None:
+            return x
+        x = self.compute(path)
+        _atomic_write(entry, lambda f: np.save(f, x, allow_pickle=False))
+        return x
+
+    def get_many(self, utts: Iterable[Any], num_workers: int = 0) -> list[np.ndarray]:
+        """``get`` for many utterances, in order; ``num_workers > 1`` uses threads
+        (decoding and the C++ extractor release the GIL)."""
+        utts = list(utts)
+        if num_workers <= 1:
+            return [self.get(u) for u in utts]
+        with ThreadPoolExecutor(max_workers=num_workers) as pool:
+            return list(pool.map(self.get, utts))
+
+    def __contains__(self, utt: Any) -> bool:
+        """Whether a valid entry exists (False for a missing audio file)."""
+        path = Path(getattr(utt, "path", utt))
+        if not path.is_file():
+            return False
+        return self._read(self.entry_path(path)) is not None
+
+    def __repr__(self) -> str:
+        return (
+            f"FeatureCache({str(self.root)!r}, key={self.key}, "
+            f"hits={self.hits}, misses={self.misses})"
+        )
