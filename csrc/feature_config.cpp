@@ -42,6 +42,14 @@ PadMode FeatureOptions::pad_mode_enum() const {
   fail("pad_mode", "must be 'reflect' or 'constant', got '" + pad_mode + "'");
 }
 
+bool FeatureOptions::operator==(const FeatureOptions& o) const {
+  return kind == o.kind && sample_rate == o.sample_rate && n_fft == o.n_fft &&
+         win_length == o.win_length && hop_length == o.hop_length && window == o.window &&
+         periodic == o.periodic && n_mels == o.n_mels && fmin == o.fmin && fmax == o.fmax &&
+         htk == o.htk && norm == o.norm && center == o.center && pad_mode == o.pad_mode &&
+         amin == o.amin;
+}
+
 int FeatureOptions::n_bins() const {
   return kind_enum() == FeatureKind::kMel ? n_mels : n_fft / 2 + 1;
 }
@@ -77,7 +85,7 @@ void FeatureOptions::validate() const {
   if (fmax_hz() <= fmin) {
     fail("fmax", "must be > fmin (" + str(fmin) + " Hz), got " + str(fmax_hz()));
   }
-  MelFilterbank check(*this);  // throws if a band would hold no FFT bin
+  check_mel_bands(*this);
 }
 
 }  // namespace pyser

@@ -32,6 +32,9 @@ struct FeatureOptions {
   // Throws std::invalid_argument naming the first bad field.
   void validate() const;
 
+  bool operator==(const FeatureOptions& other) const;
+  bool operator!=(const FeatureOptions& other) const { return !(*this == other); }
+
   int n_bins() const;  // n_mels for "mel", n_fft/2+1 for "stft"
   double fmax_hz() const { return fmax ? *fmax : sample_rate / 2.0; }
   FeatureKind kind_enum() const;

@@ -140,8 +140,15 @@ void extract_with(FrameProcessor& processor, const float* samples, size_t n, flo
 }  // namespace
 
 void extract_features(const FeatureOptions& options, const float* samples, size_t n, float* out) {
-  FrameProcessor processor(options);
-  extract_with(processor, samples, n, out);
+  // Building a processor (window, Mel weights) costs as much as a few frames,
+  // so each thread keeps the one it used last: short utterances in a loop
+  // with one config pay for it once.
+  thread_local std::unique_ptr<FrameProcessor> last;
+  if (!last || last->options() != options) {
+    last.reset();
+    last = std::make_unique<FrameProcessor>(options);
+  }
+  extract_with(*last, samples, n, out);
 }
 
 void extract_features_batch(const FeatureOptions& options, const std::vector<SignalView>& batch,

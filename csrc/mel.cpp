@@ -43,23 +43,49 @@ double mel_to_hz(double mel, bool htk) {
   return kSlaneyMinLogHz * std::exp(kSlaneyLogStep * (mel - kSlaneyMinLogMel));
 }
 
-MelFilterbank::MelFilterbank(const FeatureOptions& options) : num_bins_(options.n_fft / 2 + 1) {
-  const int n_mels = options.n_mels;
-  // Band edges equally spaced in Mel, computed in double as librosa does.
+std::vector<double> mel_band_edges(const FeatureOptions& options) {
+  const int n = options.n_mels + 2;
+  // Computed in double, as librosa does.
   const double mel_lo = hz_to_mel(options.fmin, options.htk);
   const double mel_hi = hz_to_mel(options.fmax_hz(), options.htk);
-  std::vector<double> edges(n_mels + 2);
-  for (int i = 0; i < n_mels + 2; ++i) {
-    edges[i] = mel_to_hz(mel_lo + (mel_hi - mel_lo) * i / (n_mels + 1), options.htk);
+  std::vector<double> edges(n);
+  for (int i = 0; i < n; ++i) {
+    edges[i] = mel_to_hz(mel_lo + (mel_hi - mel_lo) * i / (n - 1), options.htk);
   }
+  return edges;
+}
+
+void check_mel_bands(const FeatureOptions& options) {
+  const std::vector<double> edges = mel_band_edges(options);
+  const double bin_hz = static_cast<double>(options.sample_rate) / options.n_fft;
+  const int num_bins = options.n_fft / 2 + 1;
+  for (int b = 0; b < options.n_mels; ++b) {
+    // A weight is non-zero only for a bin frequency strictly inside (lower, upper).
+    const int first = static_cast<int>(std::floor(edges[b] / bin_hz)) + 1;
+    if (first >= num_bins || first * bin_hz >= edges[b + 2]) {
+      throw std::invalid_argument(
+          "FeatureConfig.n_mels " + std::to_string(options.n_mels) + " is too large for n_fft " +
+          std::to_string(options.n_fft) + " between fmin and fmax: Mel band " +
+          std::to_string(b) + " contains no FFT bin (use fewer bands or a larger n_fft)");
+    }
+  }
+}
+
+MelFilterbank::MelFilterbank(const FeatureOptions& options) : num_bins_(options.n_fft / 2 + 1) {
+  check_mel_bands(options);
+  const int n_mels = options.n_mels;
+  const std::vector<double> edges = mel_band_edges(options);
   const double bin_hz = static_cast<double>(options.sample_rate) / options.n_fft;
   const bool slaney_norm = options.norm == "slaney";
   for (int b = 0; b < n_mels; ++b) {
     const double lower = edges[b], centre = edges[b + 1], upper = edges[b + 2];
     const double scale = slaney_norm ? 2.0 / (upper - lower) : 1.0;
     const int first = static_cast<int>(weights_.size());
+    // Only bins strictly inside (lower, upper) can have non-zero weight.
+    const int first_bin = std::max(0, static_cast<int>(std::floor(lower / bin_hz)));
+    const int last_bin = std::min(num_bins_ - 1, static_cast<int>(std::ceil(upper / bin_hz)));
     int band_start = -1;
-    for (int k = 0; k < num_bins_; ++k) {
+    for (int k = first_bin; k <= last_bin; ++k) {
       const double f = k * bin_hz;
       const double rising = (f - lower) / (centre - lower);
       const double falling = (upper - f) / (upper - centre);
@@ -71,13 +97,7 @@ MelFilterbank::MelFilterbank(const FeatureOptions& options) : num_bins_(options.
       if (band_start < 0) band_start = k;
       weights_.push_back(static_cast<float>(w * scale));
     }
-    if (band_start < 0) {
-      throw std::invalid_argument(
-          "FeatureConfig.n_mels " + std::to_string(n_mels) + " is too large for n_fft " +
-          std::to_string(options.n_fft) + " between fmin and fmax: Mel band " + std::to_string(b) +
-          " contains no FFT bin (use fewer bands or a larger n_fft)");
-    }
-    start_.push_back(band_start);
+    start_.push_back(std::max(band_start, 0));  // never empty after check_mel_bands
     length_.push_back(static_cast<int>(weights_.size()) - first);
     offset_.push_back(first);
   }

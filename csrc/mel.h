@@ -10,10 +10,16 @@ namespace pyser {
 double hz_to_mel(double hz, bool htk);
 double mel_to_hz(double mel, bool htk);
 
+// Band edges in Hz: n_mels + 2 points equally spaced on the Mel scale.
+std::vector<double> mel_band_edges(const FeatureOptions& options);
+
+// Throws std::invalid_argument if some Mel band would contain no FFT bin
+// (n_mels too large for n_fft between fmin and fmax), naming the band.
+void check_mel_bands(const FeatureOptions& options);
+
 class MelFilterbank {
  public:
-  // Throws std::invalid_argument if a band gets no FFT bin (n_mels too large
-  // for n_fft, or fmin/fmax too close), naming the band.
+  // Throws like check_mel_bands.
   explicit MelFilterbank(const FeatureOptions& options);
 
   int num_bands() const { return static_cast<int>(start_.size()); }

@@ -71,9 +71,15 @@ class FeatureConfig:
     def __post_init__(self) -> None:
         for f in fields(self):
             _check_type(f.name, getattr(self, f.name))
-        self._options().validate()  # value checks live in C++, in one place
+        options = self._build_options()
+        options.validate()  # value checks live in C++, in one place
+        object.__setattr__(self, "_core_options", options)
 
     def _options(self) -> Any:
+        """The validated ``_core.FeatureOptions`` (built once; the config is frozen)."""
+        return self._core_options
+
+    def _build_options(self) -> Any:
         options = _core.FeatureOptions()
         for f in fields(self):
             value = getattr(self, f.name)
@@ -81,6 +87,10 @@ class FeatureConfig:
                 value = "none" if value is None else value
             setattr(options, f.name, value)
         return options
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickle and copy by fields: the cached C++ options are rebuilt on load.
+        return (FeatureConfig.from_dict, (self.to_dict(),))
 
     @property
     def n_bins(self) -> int:

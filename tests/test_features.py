@@ -189,6 +189,18 @@ def test_config_round_trips_through_json():
         FeatureConfig.from_dict({**cfg.to_dict(), "dither": 1.0})
 
 
+def test_config_pickles_and_copies():
+    import copy
+    import pickle
+
+    cfg = FeatureConfig(kind="stft", hop_length=80)
+    for again in (pickle.loads(pickle.dumps(cfg)), copy.deepcopy(cfg), copy.copy(cfg)):
+        assert again == cfg and hash(again) == hash(cfg)
+        signal = np.linspace(-0.5, 0.5, 3000, dtype=np.float32)
+        np.testing.assert_array_equal(extract_features(signal, again),
+                                      extract_features(signal, cfg))
+
+
 def test_config_is_frozen():
     with pytest.raises(Exception):
         FeatureConfig().n_fft = 512  # type: ignore[misc]
