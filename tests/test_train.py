@@ -1,0 +1,456 @@
+"""The training script end to end on a generated corpus, resume, config parsing, CLI.
+
+The corpus: 3 speakers x 4 emotions x 6 utterances of 0.5-1.0 s; each emotion is a
+harmonic tone at its own frequency (220 / 1800 / 3500 / 600 Hz, shifted 5 % per speaker)
+plus a little noise, written as WAV files with a CSV manifest, so a CRNN separates the
+classes within a few dozen steps. Features use 64 Mel bands to keep the run fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from training.config import ConfigError, TrainConfig, apply_overrides, load_config, load_experiment
+
+LABELS = {"neutral": 220.0, "angry": 1800.0, "happy": 3500.0, "sad": 600.0}
+SPEAKERS = ("s1", "s2", "s3")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def make_corpus(root: Path, n_per: int = 6, sr: int = 16000, seed: int = 0) -> Path:
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for si, spk in enumerate(SPEAKERS):
+        for label, f0 in LABELS.items():
+            for k in range(n_per):
+                t = np.arange(int(rng.uniform(0.5, 1.0) * sr)) / sr
+                f = f0 * (1 + 0.05 * si) * rng.uniform(0.97, 1.03)
+                x = 0.3 * np.sin(2 * np.pi * f * t) + 0.15 * np.sin(4 * np.pi * f * t)
+                x = (x + 0.01 * rng.standard_normal(t.size)) * rng.uniform(0.5, 1.0)
+                name = f"{spk}_{label}_{k}.wav"
+                sf.write(root / name, x.astype(np.float32), sr)
+                rows.append({"path": name, "label": label, "speaker": spk})
+    manifest = root / "manifest.csv"
+    with open(manifest, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["path", "label", "speaker"])
+        w.writeheader()
+        w.writerows(rows)
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return make_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def tiny_config(manifest: Path, out: Path, **changes) -> TrainConfig:
+    base = {
+        "experiment": "tiny",
+        "corpus": "csv",
+        "data_root": str(manifest),
+        "split": "speaker",
+        "n_folds": 3,
+        "folds": [0],
+        "steps": 30,
+        "batch_size": 8,
+        "lr": 3e-3,
+        "eval_every": 10,
+        "best_after_step": 30,
+        "log_every": 5,
+        "warmup_steps": 5,
+        "features": {"n_mels": 64},
+        "max_seconds": 0.8,
+        "cache_dir": str(out.parent / "cache"),
+        "out_dir": str(out),
+        "num_threads": 1,
+        "progress": False,
+        "checkpoint_every": 0,
+        "save_embeddings": True,
+    }
+    base.update(changes)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def trained(corpus, tmp_path_factory):
+    """One uninterrupted 30-step run (shared by the tests below)."""
+    from training.train import run
+
+    out = tmp_path_factory.mktemp("runs") / "full"
+    cfg = tiny_config(corpus, out)
+    return cfg, run(cfg)
+
+
+def test_training_learns_the_tiny_corpus(trained):
+    _, out = trained
+    assert out["status"] == "done"
+    (fold,) = out["folds"]
+    losses = [h["loss"] for h in fold["history"]["train"]]
+    assert len(losses) == 6  # every 5 of 30 steps
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert fold["train"]["wa"] == 1.0  # the selected (last) model fits its training set
+    assert fold["best_step"] == 30  # best_after_step=30: only the last evaluation competes
+    # data description: 72 utterances, 18 a class, 24 per fold part
+    assert out["data"]["class_counts"] == {"neutral": 18, "angry": 18, "happy": 18, "sad": 18}
+    assert fold["sizes"] == {"train": 24, "dev": 24, "test": 24}
+    # the warmup: lambda 0 (alpha 1) for steps 1-5, then 0.3 (0.5)
+    sched = [(h["step"], h["lam"], h["alpha"]) for h in fold["history"]["train"]]
+    assert sched[0] == (5, 0.0, 1.0)
+    assert all((lam, alpha) == (0.3, 0.5) for _, lam, alpha in sched[1:])
+
+
+def test_outputs_written(trained):
+    from pyser.model import load_model
+
+    _, out = trained
+    exp = Path(out["dir"])
+    doc = json.loads((exp / "results.json").read_text())
+    assert doc["summary"]["test"]["ua"]["n"] == 1
+    assert doc["data"]["split"] == "speaker"
+    md = (exp / "results.md").read_text()
+    assert "| r0 f0 | 30 |" in md and "mean ± std" in md
+    rows = read_csv(exp / "results.csv")
+    assert [r["row"] for r in rows] == ["r0 f0", "mean", "std"]
+    events = [e["event"] for e in read_jsonl(exp / "log.jsonl")]
+    assert events[0] == "start" and events[-1] == "end" and "fold_end" in events
+    fold_dir = exp / "folds" / "r0_f0"
+    model, meta = load_model(fold_dir / "model.pt")
+    assert meta.labels == ["neutral", "angry", "happy", "sad"]
+    assert meta.feature_config["n_mels"] == 64
+    assert meta.provenance["corpus"] == "csv" and meta.provenance["fold"] == 0
+    assert meta.provenance["metrics"]["test"]["ua"] == pytest.approx(out["folds"][0]["test"]["ua"])
+    # the normalisation is inside the model: its mean is not the default zeros
+    assert model.norm_mean.abs().sum() > 0
+    emb = np.load(fold_dir / "embeddings.npz")
+    assert emb["z_train"].shape == (24, 64) and emb["z_test"].shape == (24, 64)
+    assert not (fold_dir / "checkpoint.pt").exists()  # removed once the fold is done
+
+
+def test_resume_gives_identical_weights(trained, corpus, tmp_path):
+    from training.train import run
+
+    _, out_full = trained
+    out = tmp_path / "interrupted"
+    first = run(tiny_config(corpus, out, stop_at_step=13))
+    assert first["status"] == "stopped" and first["step"] == 13
+    ckpt = out / "tiny" / "folds" / "r0_f0" / "checkpoint.pt"
+    assert ckpt.is_file()
+    assert not (out / "tiny" / "folds" / "r0_f0" / "result.json").exists()
+    second = run(tiny_config(corpus, out), resume=True)
+    assert second["status"] == "done"
+    events = read_jsonl(out / "tiny" / "log.jsonl")
+    assert any(e["event"] == "resume" and e["step"] == 13 for e in events)
+
+    a = torch.load(Path(out_full["dir"]) / "folds" / "r0_f0" / "final_state.pt")
+    b = torch.load(out / "tiny" / "folds" / "r0_f0" / "final_state.pt")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    ea = np.load(Path(out_full["dir"]) / "folds" / "r0_f0" / "embeddings.npz")
+    eb = np.load(out / "tiny" / "folds" / "r0_f0" / "embeddings.npz")
+    assert np.array_equal(ea["centers"], eb["centers"])
+    assert second["folds"][0]["history"] == out_full["folds"][0]["history"]
+    # a finished fold is skipped on a second resume
+    third = run(tiny_config(corpus, out), resume=True)
+    assert third["folds"][0]["test"] == second["folds"][0]["test"]
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings(corpus, tmp_path):
+    from training.train import run
+
+    out = tmp_path / "r"
+    assert run(tiny_config(corpus, out, stop_at_step=3))["status"] == "stopped"
+    with pytest.raises(RuntimeError, match="different center_lambda, lr"):
+        run(tiny_config(corpus, out, lr=1e-3, center_lambda=0.1), resume=True)
+
+
+def test_evaluate_reproduces_the_fold_test_metrics(trained, corpus):
+    from training.evaluate import evaluate_model
+
+    cfg, out = trained
+    model = Path(out["dir"]) / "folds" / "r0_f0" / "model.pt"
+    r = evaluate_model(model, "csv", corpus, fold=0, cache_dir=cfg.cache_dir)
+    fold = out["folds"][0]
+    assert r["n"] == 24
+    assert r["ua"] == pytest.approx(fold["test"]["ua"])
+    assert r["confusion"] == fold["test"]["confusion"]
+    whole = evaluate_model(model, "csv", corpus, cache_dir=cfg.cache_dir)
+    assert whole["n"] == 72
+
+
+def test_centre_crop_and_collate():
+    from training.train import BatchSampler, centre_crop, collate
+
+    x = np.arange(10)[:, None].repeat(2, axis=1).astype(np.float32)
+    assert centre_crop(x, 4)[:, 0].tolist() == [3, 4, 5, 6]  # start (10 - 4) // 2
+    assert centre_crop(x, 12) is x
+    xb, lengths = collate([x[:3], x[:5]])
+    assert xb.shape == (2, 5, 2) and lengths.tolist() == [3, 5]
+    assert torch.equal(xb[0, 3:], torch.zeros(2, 2))
+    s = BatchSampler(5, 3, seed=0)
+    seen = np.concatenate([s.next() for _ in range(5)])  # 15 draws = 3 epochs of 5
+    assert sorted(seen.tolist()) == sorted(list(range(5)) * 3)
+    state = s.state_dict()
+    t = BatchSampler(5, 3, seed=123)
+    t.load_state_dict(state)
+    assert [t.next().tolist() for _ in range(4)] == [s.next().tolist() for _ in range(4)]
+
+
+def test_feature_store_crops_and_keeps_full_on_request():
+    from training.train import FeatureStore, fit_normalization
+
+    class FakeCache:
+        def __init__(self):
+            self.data = {
+                "a": np.arange(20, dtype=np.float32).reshape(10, 2),
+                "b": np.ones((4, 2), np.float32),
+            }
+
+        def get(self, utt):
+            return self.data[utt]
+
+    for preload in (True, False):
+        st = FeatureStore(["a", "b"], FakeCache(), max_frames=6, preload=preload)
+        assert st.lengths.tolist() == [6, 4] and st.full_lengths.tolist() == [10, 4]
+        assert st.get(0)[:, 0].tolist() == [4, 6, 8, 10, 12, 14]  # frames 2..7
+        with pytest.raises(ValueError, match="cropped features only"):
+            st.get(0, crop=False)
+        full = FeatureStore(["a", "b"], FakeCache(), max_frames=6, preload=preload, keep_full=True)
+        assert full.get(0, crop=False).shape == (10, 2)
+        assert np.array_equal(full.get(0), st.get(0))
+    mean, std = fit_normalization(st, [0, 1])
+    frames = np.concatenate([st.get(0), st.get(1)])
+    np.testing.assert_allclose(mean, frames.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(std, frames.std(axis=0), rtol=1e-5)
+
+
+# ------------------------------------------------------------------------ config
+
+
+def test_config_file_and_overrides(tmp_path):
+    p = tmp_path / "exp.toml"
+    p.write_text(
+        'corpus = "emodb"\nsteps = 100\nlr = 1e-3\nseeds = [0, 1]\n[features]\nn_mels = 64\n'
+    )
+    cfg = load_config(
+        p,
+        [
+            "steps=250",
+            "center_lambda=0",
+            "corpus=ravdess",
+            "folds=[1, 2]",
+            "features.fmax=7600",
+            "progress=false",
+        ],
+    )
+    assert cfg.experiment == "exp"
+    assert cfg.steps == 250 and isinstance(cfg.center_lambda, float) and cfg.center_lambda == 0.0
+    assert cfg.corpus == "ravdess" and cfg.lr == 1e-3 and cfg.seeds == [0, 1]
+    assert cfg.folds == [1, 2] and cfg.progress is False
+    assert cfg.features == {"n_mels": 64, "fmax": 7600}
+    assert cfg.feature_config().n_bins == 64
+    assert cfg.resolved_data_root() == Path("../shared/data/ravdess")
+    assert cfg.split_kind() == "speaker"
+    assert load_config(None, ["corpus=iemocap"]).split_kind() == "paper"
+
+
+def test_unknown_keys_and_bad_values_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="'stepz'"):
+        apply_overrides(TrainConfig(), ["stepz=3"])
+    p = tmp_path / "bad.toml"
+    p.write_text("learning_rate = 0.1\n")
+    with pytest.raises(ConfigError, match="'learning_rate' in .*bad.toml"):
+        load_config(p)
+    with pytest.raises(ConfigError, match="steps .* must be an integer"):
+        apply_overrides(TrainConfig(), ["steps=many"])
+    with pytest.raises(ConfigError, match="steps .* must be an integer"):
+        apply_overrides(TrainConfig(), ["steps=1.5"])
+    with pytest.raises(ConfigError, match="not KEY=VALUE"):
+        apply_overrides(TrainConfig(), ["steps"])
+    with pytest.raises(ConfigError, match="feature_kind"):
+        apply_overrides(TrainConfig(), ["feature_kind=mfcc"])
+    with pytest.raises(ConfigError, match="center_alpha"):
+        TrainConfig(center_alpha=0.0)
+
+
+def test_bundled_configs():
+    mel_c = load_config("paper_mel_center")
+    assert (mel_c.feature_kind, mel_c.center_lambda, mel_c.center_alpha) == ("mel", 0.3, 0.5)
+    assert (mel_c.batch_size, mel_c.lr, mel_c.warmup_steps, mel_c.max_seconds) == (
+        32,
+        3e-4,
+        20,
+        14.0,
+    )
+    assert load_config("paper_mel_plain").center_lambda == 0.0
+    stft = load_config("paper_stft_center")
+    assert stft.feature_kind == "stft" and stft.feature_config().n_bins == 513
+    assert load_config("paper_stft_plain").center_lambda == 0.0
+    lam = load_experiment("sweep_lambda")
+    assert [c.center_lambda for c in lam.configs()] == [0.0, 0.003, 0.03, 0.3, 3.0]
+    assert {c.center_alpha for c in lam.configs()} == {0.5}
+    assert lam.configs()[1].experiment == "sweep_lambda/center_lambda=0.003"
+    alpha = load_experiment("sweep_alpha")
+    assert [c.center_alpha for c in alpha.configs()] == [0.1, 0.3, 0.5, 0.7, 0.9]
+    assert {c.center_lambda for c in alpha.configs()} == {0.3}
+    assert load_experiment("smoke").configs()[0].steps < 200
+    with pytest.raises(ConfigError, match="no config file"):
+        load_config("no_such_experiment")
+
+
+# ------------------------------------------------------------------------ command line
+
+
+def test_cli_train_and_evaluate(corpus, tmp_path, capsys):
+    from training.cli import register
+
+    parser = argparse.ArgumentParser(prog="pyser")
+    register(parser.add_subparsers(dest="command"))
+    out = tmp_path / "cli"
+    cfg_file = tmp_path / "cli.toml"
+    cfg_file.write_text(
+        f'corpus = "csv"\ndata_root = "{corpus}"\nsplit = "speaker"\nn_folds = 3\nfolds = [0]\n'
+        f"steps = 4\nbatch_size = 4\neval_every = 2\nbest_after_step = 0\nfeatures = {{n_mels = 64}}\n"
+        f'cache_dir = "{tmp_path / "cache"}"\nout_dir = "{out}"\nprogress = false\n'
+        "eval_train = false\nnum_threads = 1\n"
+    )
+    args = parser.parse_args(["train", str(cfg_file), "--set", "steps=6", "--device", "cpu"])
+    assert args.func(args) == 0
+    doc = json.loads((out / "cli" / "results.json").read_text())
+    assert doc["config"]["steps"] == 6 and doc["config"]["device"] == "cpu"
+    args = parser.parse_args(["train", str(cfg_file), "--set", "nope=1"])
+    assert args.func(args) == 2
+    assert "unknown config key 'nope'" in capsys.readouterr().err
+    model = out / "cli" / "folds" / "r0_f0" / "model.pt"
+    args = parser.parse_args(
+        [
+            "evaluate",
+            str(model),
+            "--corpus",
+            "csv",
+            "--root",
+            str(corpus),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--json",
+        ]
+    )
+    assert args.func(args) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["n"] == 72 and 0.0 <= r["ua"] <= 1.0
+
+
+# ------------------------------------------------------------------------ CUDA
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_runs_on_cuda(corpus, tmp_path):
+    from training.train import run
+
+    out = run(
+        tiny_config(
+            corpus,
+            tmp_path / "gpu",
+            steps=12,
+            device="cuda",
+            eval_every=6,
+            best_after_step=0,
+            log_every=3,
+        )
+    )
+    assert out["status"] == "done"
+    fold = out["folds"][0]
+    assert all(np.isfinite(h["loss"]) for h in fold["history"]["train"])
+    assert fold["history"]["dev"][-1]["step"] == 12
+    log = read_jsonl(Path(out["dir"]) / "log.jsonl")
+    assert log[0]["device"].startswith("cuda")
+
+
+def test_cli_export_verifies_against_eager(trained, tmp_path):
+    from training.cli import register
+    from training.export import load_onnx_metadata
+
+    _, out = trained
+    parser = argparse.ArgumentParser(prog="pyser")
+    register(parser.add_subparsers(dest="command"))
+    model = Path(out["dir"]) / "folds" / "r0_f0" / "model.pt"
+    onnx_path, ts_path = tmp_path / "m.onnx", tmp_path / "m.pt"
+    args = parser.parse_args(["export", str(model), "-o", str(onnx_path), "-o", str(ts_path)])
+    assert args.func(args) == 0
+    assert load_onnx_metadata(onnx_path).labels == ["neutral", "angry", "happy", "sad"]
+    args = parser.parse_args(["export", str(model), "-o", str(model)])
+    assert args.func(args) == 2  # refuses to overwrite its input
+
+
+def test_sweep_experiment_writes_table_and_figures(corpus, tmp_path):
+    from training.experiments import run_experiment
+
+    p = tmp_path / "mini_sweep.toml"
+    p.write_text(
+        f'corpus = "csv"\ndata_root = "{corpus}"\nsplit = "speaker"\nn_folds = 3\nfolds = [0]\n'
+        "steps = 3\nbatch_size = 4\neval_every = 3\nbest_after_step = 0\nwarmup_steps = 1\n"
+        f'features = {{n_mels = 64}}\ncache_dir = "{tmp_path / "cache"}"\nout_dir = "{tmp_path}"\n'
+        "progress = false\neval_train = false\nnum_threads = 1\nsave_embeddings = true\n"
+        '[sweep]\nkey = "center_lambda"\nvalues = [0.0, 0.3]\n'
+    )
+    out = run_experiment(str(p))
+    exp = tmp_path / "mini_sweep"
+    assert Path(out["dir"]) == exp
+    assert [r["lambda"] for r in out["rows"]] == [0.0, 0.3]
+    assert (exp / "center_lambda=0.0" / "results.json").is_file()
+    assert (exp / "center_lambda=0.3" / "folds" / "r0_f0" / "model.pt").is_file()
+    rows = read_csv(exp / "summary.csv")
+    assert [float(r["lambda"]) for r in rows] == [0.0, 0.3]
+    assert "center_lambda = 0.3" in (exp / "summary.md").read_text()
+    png = (exp / "center_lambda.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plots_write_pngs(tmp_path):
+    from training.plots import pca_fit, plot_confusion, plot_pca, plot_sweep
+
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((40, 8))
+    z[:, 0] *= 10  # the first principal axis is feature 0
+    y = rng.integers(0, 4, 40)
+    mean, comps = pca_fit(z)
+    assert comps.shape == (2, 8) and abs(comps[0, 0]) > 0.99 and comps[0, 0] > 0
+    labels = ["neutral", "angry", "happy", "sad"]
+    paths = [
+        plot_confusion(
+            [[5, 1, 0, 0], [0, 6, 0, 0], [1, 0, 4, 1], [0, 0, 0, 6]], labels, tmp_path / "cm.png"
+        ),
+        plot_pca(
+            [("train", z, y, (mean, comps)), ("test", z[:10], y[:10], (mean, comps))],
+            labels,
+            tmp_path / "pca.png",
+        ),
+        plot_sweep(
+            [0.0, 0.003, 0.03, 0.3, 3.0],
+            [{"ua": {"mean": 0.6, "std": 0.01}, "wa": {"mean": 0.62, "std": 0.02}}] * 5,
+            "center_lambda",
+            tmp_path / "sweep.png",
+        ),
+    ]
+    for p in paths:
+        assert p.read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,371 @@
+"""The typed training configuration, loaded from TOML with ``--set key=value`` overrides.
+
+A config file is a flat TOML table whose keys are :class:`TrainConfig` fields,
+plus two optional extras:
+
+* ``base = "other.toml"``: start from that file (path relative to this one), then
+  apply this file's keys on top;
+* a ``[sweep]`` table, ``key = "center_lambda"`` and ``values = [...]``, read by
+  ``training.experiments`` (one run per value).
+
+Overrides are ``KEY=VALUE`` strings. VALUE is parsed as a TOML value when it is one
+(``3e-4``, ``true``, ``[0, 1]``, ``"text"``) and taken as a bare string otherwise
+(``corpus=emodb``), then checked against the field's type. ``features.KEY=VALUE``
+sets one FeatureConfig option. An unknown key is an error that names it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+__all__ = [
+    "CONFIG_DIR",
+    "ConfigError",
+    "ExperimentSpec",
+    "TrainConfig",
+    "apply_overrides",
+    "find_config",
+    "load_config",
+    "load_experiment",
+]
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A bad configuration file or override (unknown key, wrong type, bad value)."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on. Units are in the names where they matter."""
+
+    # --- what to run, on which data
+    experiment: str = "default"
+    """Run name: results go to ``out_dir/<experiment>/``."""
+    corpus: str = "iemocap"
+    """iemocap | emodb | ravdess | tess | csv (see training.datasets.load_corpus)."""
+    data_root: str = "../shared/data/{corpus}"
+    """Corpus folder; ``{corpus}`` is replaced by the corpus name; relative paths are
+    taken from the current directory."""
+    task: str = "4class"
+    """Label set (training.datasets.TASKS)."""
+
+    # --- features
+    feature_kind: str = "mel"
+    """mel (128 log-Mel bins) | stft (513 log-power bins)."""
+    features: dict[str, Any] = field(default_factory=dict)
+    """Extra FeatureConfig options (librosa names), e.g. ``{n_mels = 64}``."""
+    max_seconds: float = 14.0
+    """Longer utterances are centre-cropped to this length (the authors' 1400 frames)."""
+    crop_eval: bool = True
+    """Crop dev/test utterances too, as the authors' loader does; false evaluates whole ones."""
+    cache_dir: str = ".cache/features"
+    """Feature cache (training.cache.FeatureCache)."""
+    preload: bool = True
+    """Hold all (cropped) features in memory; false reads them from the cache per batch."""
+
+    # --- split
+    split: str = "auto"
+    """paper (IEMOCAP session/speaker protocol) | speaker (speaker-independent) |
+    auto (paper for iemocap, speaker otherwise)."""
+    n_folds: int = 5
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """Split seeds; one repeat of the n-fold protocol per seed."""
+    folds: list[int] = field(default_factory=list)
+    """Fold indices to run (empty: all)."""
+
+    # --- optimisation (the authors' values)
+    steps: int = 3520
+    batch_size: int = 32
+    lr: float = 3e-4
+    center_lambda: float = 0.3
+    """Weight of the center loss (0 trains with cross-entropy only)."""
+    center_alpha: float = 0.5
+    """Center update rate."""
+    warmup_steps: int = 20
+    """Steps with lambda = 0 and alpha = 1 before the configured values apply."""
+    class_weighted: bool = True
+    """Weight both losses by max(n)/(n_c + 0.5) of the training-label counts."""
+
+    # --- evaluation and model selection
+    eval_every: int = 20
+    """Dev UA every this many steps (and at the last step)."""
+    best_after_step: int = 200
+    """Only dev evaluations at or after this step compete for the best checkpoint
+    (the authors' best_params_start_steps)."""
+    eval_batch_size: int = 64
+    eval_train: bool = True
+    """Also report metrics of the selected model on the training set."""
+    save_embeddings: bool = False
+    """Save z (FC1 output) of the selected model on train and test, for PCA plots."""
+
+    # --- runtime
+    device: str = "auto"
+    """auto | cpu | cuda | cuda:N."""
+    num_threads: int = 0
+    """torch CPU threads for the run (0: leave torch's default)."""
+    seed: int = 0
+    """Base seed of model initialisation and batch order (combined with repeat and fold)."""
+    deterministic: bool = True
+    """torch.use_deterministic_algorithms during the run (needed for exact resume)."""
+    out_dir: str = "runs"
+    checkpoint_every: int = 200
+    """Write a resumable checkpoint every this many steps (0: only when stopping)."""
+    stop_at_step: int = 0
+    """Checkpoint and stop after this step (0: off); for preemption tests."""
+    log_every: int = 10
+    progress: bool = True
+    """tqdm progress bar (rank 0, and only on a terminal)."""
+
+    # ------------------------------------------------------------------ helpers
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for values no run could use."""
+        if self.feature_kind not in ("mel", "stft"):
+            raise ConfigError(f"feature_kind must be 'mel' or 'stft', got {self.feature_kind!r}")
+        if self.split not in ("auto", "paper", "speaker"):
+            raise ConfigError(f"split must be 'auto', 'paper' or 'speaker', got {self.split!r}")
+        for name in ("steps", "batch_size", "n_folds", "eval_every", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in (
+            "warmup_steps",
+            "best_after_step",
+            "checkpoint_every",
+            "stop_at_step",
+            "num_threads",
+            "log_every",
+        ):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.center_lambda < 0:
+            raise ConfigError(f"center_lambda must be >= 0, got {self.center_lambda}")
+        if not 0 < self.center_alpha <= 1:
+            raise ConfigError(f"center_alpha must be in (0, 1], got {self.center_alpha}")
+        if self.max_seconds <= 0:
+            raise ConfigError(f"max_seconds must be positive, got {self.max_seconds}")
+        if not self.seeds:
+            raise ConfigError("seeds must name at least one split seed")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if "kind" in self.features:
+            raise ConfigError("set the feature kind with feature_kind, not features.kind")
+
+    def split_kind(self) -> str:
+        """'paper' or 'speaker' (``auto`` resolves by corpus)."""
+        if self.split != "auto":
+            return self.split
+        return "paper" if self.corpus == "iemocap" else "speaker"
+
+    def resolved_data_root(self) -> Path:
+        return Path(self.data_root.format(corpus=self.corpus)).expanduser()
+
+    def feature_config(self):  # -> pyser.FeatureConfig (imported lazily)
+        from pyser import FeatureConfig
+
+        return FeatureConfig(kind=self.feature_kind, **self.features)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "config") -> TrainConfig:
+        """Build from a dict, checking every key and value type."""
+        known = _field_types()
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"unknown config key{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(repr(k) for k in unknown)} in {source}; "
+                f"known keys: {', '.join(sorted(known))}"
+            )
+        kwargs = {k: _coerce(k, v, known[k], source) for k, v in d.items()}
+        return cls(**kwargs)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes`` applied (checked like a config file)."""
+        d = self.to_dict()
+        d.update(changes)
+        return TrainConfig.from_dict(d, source="replace()")
+
+
+@dataclass
+class ExperimentSpec:
+    """A config file's content: the base config and an optional one-parameter sweep."""
+
+    config: TrainConfig
+    path: Path | None = None
+    sweep_key: str | None = None
+    sweep_values: list[Any] = field(default_factory=list)
+
+    def configs(self) -> list[TrainConfig]:
+        """One config per sweep value (experiment ``<name>/<key>=<value>``), or just the base."""
+        if not self.sweep_key:
+            return [self.config]
+        return [
+            self.config.replace(
+                **{
+                    self.sweep_key: v,
+                    "experiment": f"{self.config.experiment}/{self.sweep_key}={v}",
+                }
+            )
+            for v in self.sweep_values
+        ]
+
+
+# ---------------------------------------------------------------------- parsing
+
+
+def _field_types() -> dict[str, Any]:
+    hints = typing.get_type_hints(TrainConfig)
+    return {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig)}
+
+
+def _coerce(key: str, value: Any, typ: Any, source: str) -> Any:
+    """Check ``value`` against the annotation ``typ``; ints are accepted for floats."""
+
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"{key} in {source} must be {expected}, got {value!r}")
+
+    origin = typing.get_origin(typ)
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an integer")
+        return value
+    if typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("a number")
+        return float(value)
+    if typ is str:
+        if not isinstance(value, str):
+            raise bad("a string")
+        return value
+    if origin is list:
+        (item,) = typing.get_args(typ)
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            value = [value]  # seeds=3 means [3]
+        if not isinstance(value, (list, tuple)):
+            raise bad("a list")
+        return [_coerce(f"{key}[]", v, item, source) for v in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise bad("a table")
+        return dict(value)
+    raise ConfigError(f"unsupported type {typ} for {key}")  # pragma: no cover
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(cfg: TrainConfig, overrides: Sequence[str]) -> TrainConfig:
+    """Apply ``KEY=VALUE`` strings (``features.KEY=VALUE`` for feature options)."""
+    d = cfg.to_dict()
+    known = _field_types()
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not KEY=VALUE")
+        value = _parse_value(text.strip())
+        if key.startswith("features."):
+            d["features"] = {**d["features"], key.split(".", 1)[1]: value}
+            continue
+        if key not in known:
+            raise ConfigError(
+                f"unknown config key {key!r} in --set {item!r}; known keys: {', '.join(sorted(known))}"
+            )
+        d[key] = value
+    return TrainConfig.from_dict(d, source="--set overrides")
+
+
+def find_config(name_or_path: str | Path) -> Path:
+    """A config path: an existing file, or ``NAME`` / ``NAME.toml`` in training/configs."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    for cand in (CONFIG_DIR / f"{name_or_path}", CONFIG_DIR / f"{name_or_path}.toml"):
+        if cand.is_file():
+            return cand
+    names = ", ".join(sorted(q.stem for q in CONFIG_DIR.glob("*.toml")))
+    raise ConfigError(f"no config file {str(name_or_path)!r}; bundled configs: {names}")
+
+
+def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(
+            f"config files include each other: {' -> '.join(map(str, seen + (path,)))}"
+        )
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"base in {path} must be a file name")
+    merged = _read_toml(path.parent / base, seen + (path,))
+    sweep = data.pop("sweep", None)
+    merged.pop("sweep", None)  # a sweep is not inherited
+    if "features" in data and "features" in merged:
+        data["features"] = {**merged["features"], **data["features"]}
+    merged.update(data)
+    if sweep is not None:
+        merged["sweep"] = sweep
+    return merged
+
+
+def load_experiment(
+    name_or_path: str | Path | None, overrides: Sequence[str] = ()
+) -> ExperimentSpec:
+    """Read a config file (or defaults when None), apply overrides, return it with its sweep.
+
+    The experiment name defaults to the file's stem.
+    """
+    path = find_config(name_or_path) if name_or_path is not None else None
+    data = _read_toml(path) if path is not None else {}
+    sweep = data.pop("sweep", None)
+    if path is not None:
+        data.setdefault("experiment", path.stem)
+    cfg = TrainConfig.from_dict(data, source=str(path) if path else "defaults")
+    cfg = apply_overrides(cfg, overrides)
+    spec = ExperimentSpec(config=cfg, path=path)
+    if sweep is not None:
+        if not isinstance(sweep, dict) or set(sweep) != {"key", "values"}:
+            raise ConfigError(f"[sweep] in {path} must have exactly 'key' and 'values'")
+        key, values = sweep["key"], sweep["values"]
+        known = _field_types()
+        if key not in known:
+            raise ConfigError(f"unknown config key {key!r} in [sweep] of {path}")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"[sweep] values in {path} must be a non-empty list")
+        spec.sweep_key = key
+        spec.sweep_values = [_coerce(key, v, known[key], str(path)) for v in values]
+    return spec
+
+
+def load_config(name_or_path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """The base config of a file (a sweep table, if any, is ignored)."""
+    return load_experiment(name_or_path, overrides).config
