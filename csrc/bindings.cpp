@@ -85,8 +85,7 @@ py::list extract_batch(const FeatureOptions& options, const py::list& waveforms,
     FloatArray wav;
     try {
       wav = FloatArray(as_waveform(waveforms[i], false));
-      pyser::check_finite(wav.data(), wav.shape(0));
-    } catch (const std::exception& e) {
+    } catch (const py::value_error& e) {
       throw py::value_error("waveforms[" + std::to_string(i) + "]: " + e.what());
     }
     const size_t n = wav.shape(0);

@@ -20,51 +20,68 @@ int log2_int(int n) {
   return k;
 }
 
-// The first three radix-2 stages (spans 2, 4, 8) as one radix-8 pass: their
-// twiddles are 1, -i and (±1 - i)/sqrt(2), so they need almost no multiplies,
-// and their short inner loops would not vectorise as separate stages.
-PYSER_INLINE void radix8_first_pass(float* PYSER_RESTRICT re, float* PYSER_RESTRICT im, int m) {
+// The first three radix-2 stages (spans 2, 4, 8) of 8 points in place: their
+// twiddles are 1, -i and (±1 - i)/sqrt(2), so they need almost no multiplies.
+PYSER_INLINE void radix8_butterfly(float* r, float* q) {
   constexpr float kHalfSqrt2 = 0.70710678118654752f;
-  for (int i = 0; i < m; i += 8) {
-    float r[8], q[8];
-    for (int j = 0; j < 8; j += 2) {  // span 2
-      r[j] = re[i + j] + re[i + j + 1];
-      q[j] = im[i + j] + im[i + j + 1];
-      r[j + 1] = re[i + j] - re[i + j + 1];
-      q[j + 1] = im[i + j] - im[i + j + 1];
+  for (int j = 0; j < 8; j += 2) {  // span 2
+    const float ar = r[j], ai = q[j];
+    r[j] = ar + r[j + 1];
+    q[j] = ai + q[j + 1];
+    r[j + 1] = ar - r[j + 1];
+    q[j + 1] = ai - q[j + 1];
+  }
+  for (int j = 0; j < 8; j += 4) {  // span 4: twiddles 1, -i
+    const float ar = r[j], ai = q[j], br = r[j + 2], bi = q[j + 2];
+    r[j] = ar + br;
+    q[j] = ai + bi;
+    r[j + 2] = ar - br;
+    q[j + 2] = ai - bi;
+    const float cr = r[j + 1], ci = q[j + 1], dr = q[j + 3], di = -r[j + 3];  // -i·x
+    r[j + 1] = cr + dr;
+    q[j + 1] = ci + di;
+    r[j + 3] = cr - dr;
+    q[j + 3] = ci - di;
+  }
+  // span 8: twiddles w^k = e^{-2πik/8}, k = 0..3
+  const float t[4][2] = {{r[4], q[4]},
+                         {kHalfSqrt2 * (r[5] + q[5]), kHalfSqrt2 * (q[5] - r[5])},
+                         {q[6], -r[6]},
+                         {kHalfSqrt2 * (q[7] - r[7]), -kHalfSqrt2 * (r[7] + q[7])}};
+  for (int k = 0; k < 4; ++k) {
+    const float ar = r[k], ai = q[k];
+    r[k] = ar + t[k][0];
+    q[k] = ai + t[k][1];
+    r[k + 4] = ar - t[k][0];
+    q[k + 4] = ai - t[k][1];
+  }
+}
+
+// Loads z[j] = x[2j] + i·x[2j+1] (windowed) in the bit-reversed order of the
+// decimation-in-time FFT and runs its first three stages on the way, saving a
+// pass over the data. Block Q (outputs 8Q..8Q+7) holds z[rev3(t)·m/8 + q]
+// with q = bitrev(Q) over the upper bits, so iterating over q reads the input
+// in eight contiguous streams.
+PYSER_MULTIVERSION
+void load_first_stages(const float* PYSER_RESTRICT in, const float* PYSER_RESTRICT weights,
+                       const int32_t* PYSER_RESTRICT block_rev, float* PYSER_RESTRICT re,
+                       float* PYSER_RESTRICT im, int m) {
+  static constexpr int kRev3[8] = {0, 4, 2, 6, 1, 5, 3, 7};
+  const int eighth = m / 8;
+  for (int q = 0; q < eighth; ++q) {
+    float r[8], s[8];
+    for (int t = 0; t < 8; ++t) {
+      const int j = 2 * (kRev3[t] * eighth + q);
+      r[t] = in[j] * weights[j];
+      s[t] = in[j + 1] * weights[j + 1];
     }
-    for (int j = 0; j < 8; j += 4) {  // span 4: twiddles 1, -i
-      const float ar = r[j], ai = q[j], br = r[j + 2], bi = q[j + 2];
-      r[j] = ar + br;
-      q[j] = ai + bi;
-      r[j + 2] = ar - br;
-      q[j + 2] = ai - bi;
-      const float cr = r[j + 1], ci = q[j + 1], dr = q[j + 3], di = -r[j + 3];  // -i·x
-      r[j + 1] = cr + dr;
-      q[j + 1] = ci + di;
-      r[j + 3] = cr - dr;
-      q[j + 3] = ci - di;
+    radix8_butterfly(r, s);
+    float* PYSER_RESTRICT out_re = re + 8 * block_rev[q];
+    float* PYSER_RESTRICT out_im = im + 8 * block_rev[q];
+    for (int t = 0; t < 8; ++t) {
+      out_re[t] = r[t];
+      out_im[t] = s[t];
     }
-    // span 8: twiddles w^k = e^{-2πik/8}, k = 0..3
-    const float t1r = kHalfSqrt2 * (r[5] + q[5]), t1i = kHalfSqrt2 * (q[5] - r[5]);
-    const float t2r = q[6], t2i = -r[6];
-    const float t3r = kHalfSqrt2 * (q[7] - r[7]), t3i = -kHalfSqrt2 * (r[7] + q[7]);
-    re[i] = r[0] + r[4];
-    im[i] = q[0] + q[4];
-    re[i + 4] = r[0] - r[4];
-    im[i + 4] = q[0] - q[4];
-    re[i + 1] = r[1] + t1r;
-    im[i + 1] = q[1] + t1i;
-    re[i + 5] = r[1] - t1r;
-    im[i + 5] = q[1] - t1i;
-    re[i + 2] = r[2] + t2r;
-    im[i + 2] = q[2] + t2i;
-    re[i + 6] = r[2] - t2r;
-    im[i + 6] = q[2] - t2i;
-    re[i + 3] = r[3] + t3r;
-    im[i + 3] = q[3] + t3i;
-    re[i + 7] = r[3] - t3r;
-    im[i + 7] = q[3] - t3i;
   }
 }
 
@@ -132,12 +149,11 @@ PYSER_INLINE void radix4_stage(float* PYSER_RESTRICT re, float* PYSER_RESTRICT i
   }
 }
 
-// Complex FFT of size m (>= 8) on bit-reversed split data, in place. tw
-// holds the twiddles of spans 16, 32, ..., m concatenated (h values each).
+// The complex FFT's stages of spans 16, 32, ..., m, in place, after
+// load_first_stages. tw holds their twiddles concatenated (h values each).
 PYSER_MULTIVERSION
-void complex_fft(float* PYSER_RESTRICT re, float* PYSER_RESTRICT im, int m,
-                 const float* PYSER_RESTRICT tw_re, const float* PYSER_RESTRICT tw_im) {
-  radix8_first_pass(re, im, m);
+void complex_fft_stages(float* PYSER_RESTRICT re, float* PYSER_RESTRICT im, int m,
+                        const float* PYSER_RESTRICT tw_re, const float* PYSER_RESTRICT tw_im) {
   int h = 8;
   for (; 4 * h <= m; h *= 4) {
     radix4_stage(re, im, m, h, tw_re, tw_im, tw_re + h, tw_im + h);
@@ -177,19 +193,6 @@ void split_real_spectrum(float* PYSER_RESTRICT re, float* PYSER_RESTRICT im, int
   }
 }
 
-// Loads z[bitrev(j)] = x[2j] + i·x[2j+1] (windowed): the input permutation
-// of the decimation-in-time FFT (sequential loads, scattered stores: faster
-// here than AVX2 gathers).
-PYSER_MULTIVERSION
-void load_bit_reversed(const float* PYSER_RESTRICT in, const float* PYSER_RESTRICT weights,
-                       const int32_t* PYSER_RESTRICT rev, float* PYSER_RESTRICT re,
-                       float* PYSER_RESTRICT im, int m) {
-  for (int j = 0; j < m; ++j) {
-    re[rev[j]] = in[2 * j] * weights[2 * j];
-    im[rev[j]] = in[2 * j + 1] * weights[2 * j + 1];
-  }
-}
-
 }  // namespace
 
 RealFft::RealFft(int n) : n_(n), m_(n / 2) {
@@ -198,12 +201,12 @@ RealFft::RealFft(int n) : n_(n), m_(n / 2) {
                                 std::to_string(kMinSize) + " and " + std::to_string(kMaxSize) +
                                 ", got " + std::to_string(n));
   }
-  const int bits = log2_int(m_);
-  bitrev_.resize(m_);
-  for (int i = 0; i < m_; ++i) {
+  const int block_bits = log2_int(m_ / 8);
+  block_rev_.resize(m_ / 8);
+  for (int i = 0; i < m_ / 8; ++i) {
     int r = 0;
-    for (int b = 0; b < bits; ++b) r |= ((i >> b) & 1) << (bits - 1 - b);
-    bitrev_[i] = r;
+    for (int b = 0; b < block_bits; ++b) r |= ((i >> b) & 1) << (block_bits - 1 - b);
+    block_rev_[i] = r;
   }
   // Twiddles in double so that float32 error does not grow with the size.
   const double two_pi = 2.0 * std::acos(-1.0);
@@ -225,8 +228,8 @@ RealFft::RealFft(int n) : n_(n), m_(n / 2) {
 }
 
 void RealFft::forward(const float* in, const float* weights, float* re, float* im) const {
-  load_bit_reversed(in, weights ? weights : ones_.data(), bitrev_.data(), re, im, m_);
-  complex_fft(re, im, m_, tw_re_.data(), tw_im_.data());
+  load_first_stages(in, weights ? weights : ones_.data(), block_rev_.data(), re, im, m_);
+  complex_fft_stages(re, im, m_, tw_re_.data(), tw_im_.data());
   split_real_spectrum(re, im, m_, split_re_.data(), split_im_.data());
 }
 

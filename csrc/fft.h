@@ -32,7 +32,7 @@ class RealFft {
  private:
   int n_;                       // real size
   int m_;                       // complex size n/2
-  std::vector<int32_t> bitrev_; // bit-reversal permutation of [0, m)
+  std::vector<int32_t> block_rev_;  // bit reversal of the m/8 block indices
   std::vector<float> tw_re_;    // per-stage twiddles e^{-2πik/s}, spans 16, 32, ..., m concatenated
   std::vector<float> tw_im_;
   std::vector<float> split_re_; // e^{-2πik/n}, k in [0, m/2]

@@ -158,25 +158,39 @@ void extract_features_batch(const FeatureOptions& options, const std::vector<Sig
   num_threads = std::max(1, std::min<int>(num_threads, static_cast<int>(batch.size())));
   std::atomic<size_t> next{0};
   std::atomic<bool> failed{false};
-  auto worker = [&](std::exception_ptr* slot) {
+  struct Failure {
+    size_t index = SIZE_MAX;
+    std::exception_ptr error;
+  };
+  // Signals are handed out in order, so the lowest failing index among the
+  // workers' failures is the first bad signal of the batch.
+  auto worker = [&](Failure* failure) {
+    size_t i = 0;
     try {
       FrameProcessor processor(options);
-      for (size_t i = next++; i < batch.size() && !failed; i = next++) {
+      for (i = next++; i < batch.size() && !failed; i = next++) {
+        check_finite(batch[i].samples, batch[i].num_samples);
         extract_with(processor, batch[i].samples, batch[i].num_samples, batch[i].out);
       }
+    } catch (const std::invalid_argument& e) {
+      failed = true;
+      *failure = {i, std::make_exception_ptr(std::invalid_argument(
+                         "signal " + std::to_string(i) + " of the batch: " + e.what()))};
     } catch (...) {
       failed = true;
-      *slot = std::current_exception();
+      *failure = {i, std::current_exception()};
     }
   };
-  std::vector<std::exception_ptr> errors(num_threads);
+  std::vector<Failure> failures(num_threads);
   std::vector<std::thread> threads;
-  for (int i = 1; i < num_threads; ++i) threads.emplace_back(worker, &errors[i]);
-  worker(&errors[0]);
+  for (int t = 1; t < num_threads; ++t) threads.emplace_back(worker, &failures[t]);
+  worker(&failures[0]);
   for (auto& thread : threads) thread.join();
-  for (auto& e : errors) {
-    if (e) std::rethrow_exception(e);
+  const Failure* first = nullptr;
+  for (const Failure& f : failures) {
+    if (f.error && (!first || f.index < first->index)) first = &f;
   }
+  if (first) std::rethrow_exception(first->error);
 }
 
 }  // namespace pyser

@@ -53,7 +53,8 @@ struct SignalView {
 };
 
 // Extracts every signal of the batch on up to num_threads threads
-// (0 = hardware concurrency). Signals must be finite (check_finite first).
+// (0 = hardware concurrency). A non-finite sample throws std::invalid_argument
+// naming the first bad signal ("signal i of the batch: ...").
 void extract_features_batch(const FeatureOptions& options, const std::vector<SignalView>& batch,
                             int num_threads);
 

@@ -90,8 +90,12 @@ def test_bad_config_names_the_field(kwargs, message):
 
 
 def test_bad_signal_in_batch_names_its_index():
-    with pytest.raises(ValueError, match=r"waveforms\[1\].*nan"):
-        extract_features_batch([GOOD, with_nan(), GOOD], FeatureConfig(), num_threads=2)
+    for threads in (1, 2):
+        with pytest.raises(ValueError, match=r"signal 1 of the batch.*nan.*1234"):
+            extract_features_batch([GOOD, with_nan(), GOOD, with_nan()], FeatureConfig(),
+                                   num_threads=threads)
+    with pytest.raises(ValueError, match=r"waveforms\[2\].*1-D"):
+        extract_features_batch([GOOD, GOOD, GOOD[None]], FeatureConfig())
     with pytest.raises(ValueError, match="num_threads"):
         extract_features_batch([GOOD], FeatureConfig(), num_threads=0)
 
