@@ -40,21 +40,23 @@ py::array as_waveform(const py::handle& obj, bool keep_int16) {
     throw py::value_error("waveform must be 1-D mono samples, got shape " + shape_of(a) +
                           "; mix channels down to mono first");
   }
-  const auto dtype = a.dtype();
-  if (dtype.is(py::dtype::of<int16_t>())) {
-    if (keep_int16) return py::array_t<int16_t, py::array::c_style>::ensure(a);
+  const int type = a.dtype().num();
+  const bool contiguous = (a.flags() & py::array::c_style) != 0;
+  if (type == py::detail::npy_api::NPY_SHORT_) {
+    if (keep_int16) return contiguous ? a : py::array_t<int16_t, py::array::c_style>::ensure(a);
     auto f = FloatArray(a.shape(0));
     auto src = a.unchecked<int16_t, 1>();
     float* dst = f.mutable_data();
     for (py::ssize_t i = 0; i < a.shape(0); ++i) dst[i] = src(i) * (1.0f / 32768.0f);
     return f;
   }
-  if (dtype.is(py::dtype::of<float>()) || dtype.is(py::dtype::of<double>())) {
-    // Casts float64 and copies strided arrays; float32 contiguous passes as is.
+  if (type == py::detail::npy_api::NPY_FLOAT_ && contiguous) return a;  // the common case
+  if (type == py::detail::npy_api::NPY_FLOAT_ || type == py::detail::npy_api::NPY_DOUBLE_) {
+    // Casts float64 and copies strided arrays.
     return py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
   }
   throw py::value_error("waveform dtype must be float32, float64 or int16, got " +
-                        std::string(py::str(dtype)));
+                        std::string(py::str(a.dtype())));
 }
 
 FloatArray new_frames(size_t frames, int n_bins) {
