@@ -5,13 +5,14 @@ for ONNX Runtime vs PyTorch kernels.
 """
 
 import copy
-import warnings
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from crnn_factory import random_crnn as _model
+from crnn_factory import script as _script
 
 from pyser.model import CRNN, ModelFileError, ModelMetadata, load_model
 from training.export import (
@@ -29,20 +30,8 @@ from training.export import (
 ATOL = 1e-4
 
 
-def _model(n_bins: int = 128, n_classes: int = 4, seed: int = 0) -> CRNN:
-    torch.manual_seed(seed)
-    model = CRNN(n_bins=n_bins, n_classes=n_classes)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    model.set_normalization(-40.0 + 5.0 * torch.randn(n_bins), 10.0 + torch.rand(n_bins))
-    return model.eval()
 
 
-def _script(model: CRNN) -> torch.jit.ScriptModule:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.jit.script(model)
 
 
 def _metadata(n_bins: int = 128, labels=("neutral", "angry", "happy", "sad")) -> ModelMetadata:

@@ -11,7 +11,8 @@ import warnings
 
 import pytest
 import torch
-from torch import nn
+from crnn_factory import random_crnn as _model
+from crnn_factory import script as _script
 
 from pyser.model import (
     CRNN,
@@ -26,23 +27,6 @@ from pyser.model import (
 )
 
 ATOL = 1e-5
-
-
-def _script(model: nn.Module) -> torch.jit.ScriptModule:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.jit.script(model)
-
-
-def _model(n_bins: int = 128, n_classes: int = 4, seed: int = 0) -> CRNN:
-    torch.manual_seed(seed)
-    model = CRNN(n_bins=n_bins, n_classes=n_classes)
-    # Random weights in every layer (TF init leaves biases and PReLU slopes at constants).
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    model.set_normalization(-40.0 + 5.0 * torch.randn(n_bins), 10.0 + torch.rand(n_bins))
-    return model.eval()
 
 
 def _features(model: CRNN, lengths: list[int], pad_value: float = 0.0) -> torch.Tensor:

@@ -120,6 +120,11 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="config file, or the name of one in training/configs (default: defaults)",
     )
+    add_run_options(p)
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """--set, --device and --resume, shared by train and experiment."""
     p.add_argument(
         "--set",
         dest="overrides",
@@ -211,14 +216,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("name", nargs="?", default=None, help="experiment name (see --list)")
     p.add_argument("--list", action="store_true", help="list the experiments")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key in every run (repeatable)",
-    )
-    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--resume", action="store_true", help="skip finished folds, continue others")
+    add_run_options(p)
     p.set_defaults(func=cmd_experiment)
