@@ -211,13 +211,22 @@ class StreamingFeatures:
         self.config = config
         self._stream = _core.StreamingFeatures(config._options())
 
-    def accept_waveform(self, chunk: np.ndarray) -> np.ndarray:
-        """Append ``chunk`` ((n,) float32/float64/int16 at config.sample_rate).
+    def accept_waveform(self, chunk: np.ndarray, sample_rate: int | None = None) -> np.ndarray:
+        """Append ``chunk`` ((n,) float32/float64 in [-1, 1] or int16, at config.sample_rate).
 
+        Args:
+            chunk: the next samples, any length (0 included).
+            sample_rate: the chunk's rate in Hz, checked against ``config.sample_rate`` if given.
         Returns:
             (n_new, n_bins) float32, the frames this chunk completes (a new array,
-            owned by the caller); frame indices continue from ``num_frames``.
+            owned by the caller). The first of them has absolute index
+            ``num_frames`` as read before the call; frame i starts at sample
+            ``i * hop_length``.
+        Raises:
+            ValueError: as ``extract_features``; the stream is left unchanged.
         """
+        if sample_rate is not None:
+            _check_rate(self.config, sample_rate)
         return self._stream.accept_waveform(chunk)
 
     def reset(self) -> None:

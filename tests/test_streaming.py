@@ -129,3 +129,11 @@ def test_batch_equals_per_signal(num_threads):
 
 def test_empty_batch():
     assert extract_features_batch([], FeatureConfig(), num_threads=2) == []
+
+
+def test_sample_rate_is_checked_when_given():
+    stream = StreamingFeatures(FeatureConfig())
+    stream.accept_waveform(SIGNAL[:500], sample_rate=16000)
+    with pytest.raises(ValueError, match="resample"):
+        stream.accept_waveform(SIGNAL[500:1500], sample_rate=48000)
+    assert stream.num_samples == 500
