@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 __all__ = [
     "FeatureConfig",
     "StreamingFeatures",
+    "__version__",
     "extract_features",
     "extract_features_batch",
-    "__version__",
 ]

@@ -12,14 +12,15 @@ dB power, the same offline and streaming.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from pyser import _core
 
-__all__ = ["FeatureConfig", "extract_features", "extract_features_batch", "StreamingFeatures"]
+__all__ = ["FeatureConfig", "StreamingFeatures", "extract_features", "extract_features_batch"]
 
 _STRING_FIELDS = {"kind", "window", "pad_mode", "norm"}
 _BOOL_FIELDS = {"periodic", "htk", "center"}
@@ -111,7 +112,7 @@ class FeatureConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "FeatureConfig":
+    def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:
         """The config of ``to_dict``; unknown keys raise ValueError."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)

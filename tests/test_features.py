@@ -6,6 +6,7 @@ Reference: librosa's melspectrogram / stft with the paper's parameters, then
 all that differs).
 """
 
+import dataclasses
 import json
 
 import librosa
@@ -13,8 +14,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from pyser import FeatureConfig, extract_features
-from pyser import _core
+from pyser import FeatureConfig, _core, extract_features
 
 SR = 16000
 
@@ -202,7 +202,7 @@ def test_config_pickles_and_copies():
 
 
 def test_config_is_frozen():
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         FeatureConfig().n_fft = 512  # type: ignore[misc]
 
 
