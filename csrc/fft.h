@@ -2,9 +2,11 @@
 //
 // A real FFT of size n is computed as a complex FFT of size n/2 on the
 // even/odd samples packed as re/im, followed by the standard split step.
-// The complex FFT is an iterative radix-2 decimation-in-time over split
-// (separate real and imaginary) arrays, so every butterfly loop runs over
-// contiguous memory with contiguous per-stage twiddles and vectorises.
+// The complex FFT is an iterative decimation-in-time over split (separate
+// real and imaginary) arrays: a radix-8 first pass fused with the
+// bit-reversed load, then radix-4 passes (and one radix-2 pass for odd
+// powers), whose butterfly loops run over contiguous memory with contiguous
+// per-stage twiddles and vectorise.
 #pragma once
 
 #include <cstddef>
