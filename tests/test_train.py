@@ -422,8 +422,8 @@ def test_sweep_experiment_writes_table_and_figures(corpus, tmp_path):
     rows = read_csv(exp / "summary.csv")
     assert [float(r["lambda"]) for r in rows] == [0.0, 0.3]
     assert "center_lambda = 0.3" in (exp / "summary.md").read_text()
-    png = (exp / "center_lambda.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("center_lambda.png", "pca.png", "confusion_center_lambda=0.3.png"):
+        assert (exp / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_plots_write_pngs(tmp_path):

@@ -260,8 +260,9 @@ def run_paper(overrides: Sequence[str] = (), resume: bool = False) -> dict:
 
 
 def run_sweep(spec: ExperimentSpec, resume: bool = False) -> dict:
-    """One run per sweep value; table and ``<key>.png`` in ``out_dir/<experiment>``."""
-    from training.plots import plot_sweep
+    """One run per sweep value; table, ``<key>.png``, confusion matrices and the PCA of z
+    per value in ``out_dir/<experiment>``."""
+    from training.plots import plot_pca, plot_sweep
 
     configs = spec.configs()
     outs = _run_all(configs, resume, _DataPool())
@@ -280,6 +281,13 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> dict:
         out_dir / f"{key}.png",
         title=f"{spec.config.experiment} ({spec.config.corpus})",
     )
+    named = [(f"{key}={v:g}", out) for v, out in zip(spec.sweep_values, outs)]
+    for name, out in named:
+        _confusion_figure(out, out_dir / f"confusion_{name}.png", name)
+    panels = _pca_panels(named)
+    if panels:
+        plot_pca(panels, outs[0]["data"]["labels"], out_dir / "pca.png",
+                 title=f"PCA of z, first fold, by {key}")
     return {"dir": str(out_dir), "rows": rows}
 
 
