@@ -1,6 +1,6 @@
 // Runtime CPU dispatch for the hot loops.
 //
-// The default build must run on any x86-64 (no -march=native), so the loops
+// The default build must run on any x86-64 (no host-tuned -march), so the loops
 // that pay for SIMD are compiled twice with GCC/Clang function multiversioning:
 // once for x86-64-v3 (AVX2 + FMA, chosen by CPU features rather than model) and once for the baseline; the loader picks
 // one per process through an ifunc. Elsewhere (arm64 has NEON in its baseline,

@@ -13,10 +13,12 @@ if ! command -v g++ >/dev/null || ! command -v python3 >/dev/null; then
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
+# -qq: errors only; this machine's pip config lists a missing index folder that
+# would print one warning per package.
 PIP=".venv/bin/python -m pip"
-$PIP install -q --upgrade pip
+$PIP install -qq --upgrade pip
 # torch first and pinned: 2.13.0 is a CPU build that pip finds locally; an
 # unpinned torch would pull a multi-GB CUDA build.
-$PIP install -q "torch==2.13.0"
-$PIP install -q "scikit-build-core>=0.10" "pybind11>=2.12" cmake ninja
-$PIP install -q --no-build-isolation -e ".[test,train]"
+$PIP install -qq "torch==2.13.0"
+$PIP install -qq "scikit-build-core>=0.10" "pybind11>=2.12" cmake ninja
+$PIP install -qq --no-build-isolation -e ".[test,train]"
