@@ -7,7 +7,24 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["load_audio", "resample", "to_mono_float32"]
+__all__ = ["MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "check_sample_rate", "load_audio", "resample",
+           "to_mono_float32"]
+
+#: Input sample rates accepted anywhere (Hz): telephone 8 kHz down to 1 kHz, up to 768 kHz.
+MIN_SAMPLE_RATE = 1000
+MAX_SAMPLE_RATE = 768000
+
+
+def check_sample_rate(rate: object) -> int:
+    """``rate`` as an int, or ValueError unless it is a whole number of Hz in the sane range."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer, float, np.floating)):
+        raise ValueError(f"sample_rate must be a number of Hz, got {rate!r}")
+    if not float(rate).is_integer() or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise ValueError(
+            f"sample_rate must be a whole number of Hz in [{MIN_SAMPLE_RATE}, "
+            f"{MAX_SAMPLE_RATE}], got {rate!r}"
+        )
+    return int(rate)
 
 
 def to_mono_float32(samples: np.ndarray) -> np.ndarray:
@@ -15,6 +32,9 @@ def to_mono_float32(samples: np.ndarray) -> np.ndarray:
 
     Accepts (n,) or (n, channels) arrays of float or int16; channels are
     averaged, int16 is scaled by 1/32768.
+
+    Raises:
+        ValueError: another dtype or shape, or NaN/Inf samples.
     """
     samples = np.asarray(samples)
     if samples.dtype == np.int16:
@@ -25,7 +45,10 @@ def to_mono_float32(samples: np.ndarray) -> np.ndarray:
         samples = samples.mean(axis=1)
     elif samples.ndim != 1:
         raise ValueError(f"expected a 1-D or (samples, channels) array, got shape {samples.shape}")
-    return np.ascontiguousarray(samples, dtype=np.float32)
+    out = np.ascontiguousarray(samples, dtype=np.float32)
+    if not np.isfinite(out).all():
+        raise ValueError("samples contain NaN or Inf")
+    return out
 
 
 def resample(samples: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:

@@ -372,7 +372,7 @@ class ModelMetadata:
         feature_config: the ``FeatureConfig`` as a dict (``FeatureConfig.to_dict()``).
         provenance: training data, split, metrics, date, pyser version, ... (JSON values).
         model: architecture facts filled in on save (arch, n_bins, n_classes, min_frames,
-            embedding_dim); readers such as ONNX Runtime users need them.
+            embedding_dim, rnn_input_size); readers such as ONNX Runtime users need them.
     """
 
     labels: list[str]
@@ -483,6 +483,7 @@ def _model_facts(model: CRNN | torch.jit.ScriptModule) -> dict:
             "n_classes": int(model.n_classes),
             "min_frames": int(model.min_frames),
             "embedding_dim": int(model.embedding_dim),
+            "rnn_input_size": int(model.rnn_input_size),
         }
     except AttributeError:
         raise TypeError(f"expected a pyser CRNN (eager or scripted), got {type(model)}") from None

@@ -110,13 +110,17 @@ def test_onnx_runtime_matches_eager_off_the_trace_length(onnx_path, model):
     for lengths in cases:
         x = model.norm_mean + model.norm_std * torch.randn(len(lengths), max(lengths), 128)
         lens = torch.tensor(lengths)
-        logits, z = session.run(
+        logits, z, h, h_lengths = session.run(
             list(OUTPUT_NAMES), {"features": x.numpy(), "lengths": lens.numpy()}
         )
         with torch.no_grad():
             want_logits, want_z = model.forward_with_embedding(x, lens)
         np.testing.assert_allclose(logits, want_logits.numpy(), rtol=0, atol=ATOL)
         np.testing.assert_allclose(z, want_z.numpy(), rtol=0, atol=ATOL)
+        with torch.no_grad():
+            want_h, want_h_lengths = model.cnn(x, lens)
+        np.testing.assert_allclose(h, want_h.numpy(), rtol=0, atol=ATOL)
+        np.testing.assert_array_equal(h_lengths, want_h_lengths.numpy())
 
 
 def test_verify_export_passes_for_onnx(onnx_path, model):

@@ -28,6 +28,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from pyser.backend import (
+    ONNX_CNN_OUTPUTS,
+    ONNX_INPUTS,
+    ONNX_METADATA_KEY,
+    ONNX_OUTPUTS,
+    read_onnx_metadata,
+)
 from pyser.model import (
     CRNN,
     ModelFileError,
@@ -51,9 +58,9 @@ __all__ = [
 ]
 
 DEFAULT_OPSET = 17
-ONNX_METADATA_KEY = "pyser_metadata"
-INPUT_NAMES = ("features", "lengths")
-OUTPUT_NAMES = ("logits", "embedding")
+INPUT_NAMES = ONNX_INPUTS
+#: The model's outputs, then the CNN output that streaming cuts the graph at.
+OUTPUT_NAMES = ONNX_OUTPUTS + ONNX_CNN_OUTPUTS
 #: Padded length of the example batch the ONNX graph is traced with.
 TRACE_FRAMES = 150
 
@@ -66,14 +73,16 @@ class ExportMismatchError(RuntimeError):
 
 
 class _OnnxWrapper(nn.Module):
-    """(features, lengths) -> (logits, embedding), the ONNX graph's signature."""
+    """(features, lengths) -> (logits, embedding, cnn_features, cnn_lengths), the ONNX graph."""
 
     def __init__(self, model: CRNN) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        return self.model.forward_with_embedding(features, lengths)
+    def forward(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        h, h_lengths = self.model.cnn(features, lengths)
+        logits, z = self.model.head(h, h_lengths)
+        return logits, z, h, h_lengths
 
 
 def _eager_copy(model: nn.Module, what: str) -> CRNN:
@@ -144,6 +153,8 @@ def export_onnx(
                 "lengths": {0: "batch"},
                 "logits": {0: "batch"},
                 "embedding": {0: "batch"},
+                "cnn_features": {0: "batch", 1: "steps"},
+                "cnn_lengths": {0: "batch"},
             },
             do_constant_folding=True,
         )
@@ -153,7 +164,9 @@ def export_onnx(
     entry.key, entry.value = ONNX_METADATA_KEY, meta.to_json()
     proto.doc_string = (
         "pyser CRNN (Dai et al., ICASSP 2019): features (batch, time, n_bins) float32 "
-        "log-spectrogram frames, lengths (batch,) int64 -> logits, embedding. "
+        "log-spectrogram frames, lengths (batch,) int64 -> logits, embedding, and the CNN "
+        "output cnn_features (batch, steps, rnn_input_size), cnn_lengths (batch,) at which "
+        "streaming runtimes cut the graph. "
         f"Labels: {', '.join(meta.labels)}."
     )
     proto.producer_name = "pyser"
@@ -176,12 +189,10 @@ def load_onnx_metadata(path: PathLike) -> ModelMetadata:
         proto = onnx.load(str(path), load_external_data=False)
     except (DecodeError, ValueError, RuntimeError) as exc:
         raise ModelFileError(f"{path} is not an ONNX model file ({exc})") from None
-    for entry in proto.metadata_props:
-        if entry.key == ONNX_METADATA_KEY:
-            return ModelMetadata.from_json(entry.value)
-    raise ModelFileError(
-        f"{path} is an ONNX model but not a pyser model (no {ONNX_METADATA_KEY!r} metadata)"
-    )
+    try:
+        return read_onnx_metadata(proto)
+    except ModelFileError as exc:
+        raise ModelFileError(f"{path}: {exc}") from None
 
 
 # ---------------------------------------------------------------------- verification
@@ -224,12 +235,12 @@ def _run_onnx(path: Path) -> _Runner:
     options.log_severity_level = 3
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    if names[:2] != list(OUTPUT_NAMES):
+    if names != list(OUTPUT_NAMES):
         raise ExportMismatchError(f"{path}: outputs are {names}, expected {list(OUTPUT_NAMES)}")
 
     def run(x: Tensor, lengths: Tensor) -> dict[str, np.ndarray]:
-        out = session.run(list(OUTPUT_NAMES), {"features": x.numpy(), "lengths": lengths.numpy()})
-        return dict(zip(OUTPUT_NAMES, out))
+        out = session.run(list(ONNX_OUTPUTS), {"features": x.numpy(), "lengths": lengths.numpy()})
+        return dict(zip(ONNX_OUTPUTS, out))
 
     return run
 

@@ -1,0 +1,591 @@
+"""Emotion recognition: :class:`Recognizer` (the model, shared) and :class:`EmotionStream`.
+
+Data flow of one stream::
+
+    chunk (any size, int16 or float, mono or (n, channels), any rate)
+      -> soxr streaming resampler (when the rate is not the model's)
+      -> StreamingFeatures (C++) -> frames (n, n_bins) with absolute indices -> FrameRing
+      -> VoiceActivityDetector: speech_start / speech_end
+      -> every hop while in speech: CNN over the new frames only (outputs cached in a
+         second FrameRing), BiGRU + FC over the cached window -> ``Partial`` event
+      -> at speech end: BiGRU + FC over the whole segment -> ``Utterance`` event
+
+CNN cache: the CNN (valid convolutions and pools) has a time stride of ``STRIDE`` = 16
+frames and a receptive field of ``FIELD`` = 49 frames, so its output step k depends on
+frames ``[16k, 16k + 49)`` only. Segments and windows start on that 16-frame grid and hops
+are multiples of it, so a step computed once stays valid for every later window that holds
+it, and each hop puts only the frames of its new steps through the CNN. The BiGRU must
+run over the whole window every hop: its final states depend on where the window starts.
+
+Times in events are seconds of input audio from the stream start (or the last reset).
+A window of frames ``[a, b)`` covers samples ``[a·hop, (b-1)·hop + n_fft)``, so an event's
+``start`` is ``a·hop / sr`` and its ``end`` is the time of the last sample it read.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from pyser.audio import check_sample_rate, to_mono_float32
+from pyser.backend import load_backend
+from pyser.features import FeatureConfig, StreamingFeatures, extract_features
+from pyser.model import CNN_LAYERS, ModelFileError
+from pyser.ring import FrameRing
+from pyser.vad import VadConfig, VoiceActivityDetector, frame_levels
+
+__all__ = [
+    "FIELD",
+    "STRIDE",
+    "EmotionStream",
+    "Event",
+    "Partial",
+    "Prediction",
+    "Recognizer",
+    "SpeechEnd",
+    "SpeechStart",
+    "Utterance",
+    "bundled_model_path",
+]
+
+
+def _cnn_geometry() -> tuple[int, int]:
+    """(time stride, receptive field) of the CNN, in frames, from ``CNN_LAYERS``."""
+    jump, field_ = 1, 1
+    for _, kernel, stride, _ in CNN_LAYERS:
+        field_ += (kernel - 1) * jump
+        jump *= stride
+    return jump, field_
+
+
+STRIDE, FIELD = _cnn_geometry()
+
+
+def _steps(n_frames: int) -> int:
+    """CNN output steps of ``n_frames`` frames (0 when fewer than FIELD)."""
+    return 0 if n_frames < FIELD else (n_frames - FIELD) // STRIDE + 1
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+# ---------------------------------------------------------------------------- events
+
+
+def _probabilities(labels: tuple[str, ...], p: np.ndarray) -> dict[str, float]:
+    return {name: float(v) for name, v in zip(labels, p)}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The emotion of a whole utterance (:meth:`Recognizer.predict`).
+
+    Attributes:
+        label: the most probable emotion, or None when no speech was detected.
+        probabilities: every label's posterior (sums to 1).
+        duration: seconds of audio given.
+        speech: seconds of it that the voice-activity detector took for speech.
+    """
+
+    label: str | None
+    probabilities: dict[str, float]
+    duration: float
+    speech: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "probabilities": dict(self.probabilities),
+                "duration": self.duration, "speech": self.speech}
+
+
+@dataclass(frozen=True)
+class SpeechStart:
+    """Speech began at ``time`` seconds (the start of the segment's first window)."""
+
+    time: float
+    type: ClassVar[str] = "speech_start"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "time": self.time}
+
+
+@dataclass(frozen=True)
+class SpeechEnd:
+    """Speech ended at ``time`` seconds (the end of the segment's utterance window)."""
+
+    time: float
+    type: ClassVar[str] = "speech_end"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "time": self.time}
+
+
+@dataclass(frozen=True)
+class Partial:
+    """Posteriors over the sliding window ``[start, end)`` seconds, once per hop in speech.
+
+    ``probabilities`` are smoothed when the stream has ``smoothing_s`` > 0.
+    """
+
+    start: float
+    end: float
+    label: str
+    probabilities: dict[str, float]
+    type: ClassVar[str] = "partial"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "start": self.start, "end": self.end, "label": self.label,
+                "probabilities": dict(self.probabilities)}
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """Posteriors over a whole speech segment ``[start, end)`` seconds, at its end."""
+
+    start: float
+    end: float
+    label: str
+    probabilities: dict[str, float]
+    type: ClassVar[str] = "utterance"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "start": self.start, "end": self.end, "label": self.label,
+                "probabilities": dict(self.probabilities)}
+
+
+Event = SpeechStart | SpeechEnd | Partial | Utterance
+
+
+# ------------------------------------------------------------------------ recognizer
+
+_ASSET_PACKAGE = "pyser.assets"
+_ASSET_NAMES = {"torchscript": "default.pt", "onnx": "default.onnx"}
+
+
+def bundled_model_path(backend: str = "torchscript") -> Path:
+    """Path of the bundled default model file for ``backend``.
+
+    Raises:
+        FileNotFoundError: no model of that kind is bundled with this installation.
+    """
+    if backend not in _ASSET_NAMES:
+        raise ValueError(f"backend must be one of {tuple(_ASSET_NAMES)}, got {backend!r}")
+    resource = resources.files(_ASSET_PACKAGE).joinpath(_ASSET_NAMES[backend])
+    if not resource.is_file():
+        raise FileNotFoundError(
+            f"no bundled {backend} model in {_ASSET_PACKAGE} ({_ASSET_NAMES[backend]}); train "
+            "one with `pyser train`, export it with `pyser export`, and pass its path"
+        )
+    return Path(str(resource))
+
+
+class Recognizer:
+    """A loaded emotion model: read-only, shared by any number of streams and threads.
+
+    Use :meth:`load`; then :meth:`predict` for whole utterances and :meth:`create_stream`
+    for live audio.
+    """
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.metadata = backend.metadata
+        self.labels: tuple[str, ...] = tuple(self.metadata.labels)
+        try:
+            self.feature_config = FeatureConfig.from_dict(self.metadata.feature_config)
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"the model's feature_config is invalid: {exc}") from None
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike | None = None,
+        backend: str = "torchscript",
+        num_threads: int | None = None,
+    ) -> Recognizer:
+        """Load a self-describing model file.
+
+        Args:
+            path: a ``.pt`` (TorchScript) or ``.onnx`` file from ``pyser train`` /
+                ``pyser export``; None loads the bundled default model.
+            backend: ``"torchscript"`` (the default) or ``"onnx"`` (ONNX Runtime); with a
+                path ending in ``.onnx`` the backend is ONNX whatever this says.
+            num_threads: ONNX Runtime threads per call (TorchScript follows
+                ``torch.set_num_threads``).
+        Raises:
+            FileNotFoundError: no such file, or no bundled model.
+            ModelFileError: not a pyser model file, or inconsistent metadata.
+        """
+        if path is None:
+            path = bundled_model_path(backend)
+        elif Path(path).suffix.lower() == ".onnx":
+            backend = "onnx"
+        return cls(load_backend(path, backend, num_threads))
+
+    @property
+    def sample_rate(self) -> int:
+        """The sample rate the model's features are computed at (Hz)."""
+        return self.feature_config.sample_rate
+
+    def _posteriors(self, frames: np.ndarray) -> np.ndarray:
+        """Posteriors (n_classes,) of one utterance's frames (T, n_bins) by a full pass."""
+        x = np.ascontiguousarray(frames[None], dtype=np.float32)
+        h, h_lengths = self.backend.cnn(x, np.array([frames.shape[0]], dtype=np.int64))
+        logits, _ = self.backend.head(h, h_lengths)
+        return _softmax(logits[0].astype(np.float64))
+
+    def predict(
+        self, waveform: np.ndarray, sample_rate: int, vad: VadConfig | None = VadConfig()
+    ) -> Prediction:
+        """The emotion of one whole utterance.
+
+        Args:
+            waveform: (n,) or (n, channels) float in [-1, 1] or int16 samples.
+            sample_rate: its rate in Hz (resampled to the model's when different).
+            vad: voice-activity settings; when it finds no speech, ``label`` is None (the
+                posteriors are still given). None: always name an emotion.
+        Raises:
+            ValueError: bad samples or rate, or fewer samples than one frame (n_fft).
+        """
+        cfg = self.feature_config
+        x = _resample_whole(to_mono_float32(waveform), check_sample_rate(sample_rate),
+                            cfg.sample_rate)
+        if len(x) < cfg.n_fft:
+            raise ValueError(
+                f"predict: {len(x) / cfg.sample_rate:.3f} s of audio is shorter than one "
+                f"analysis frame ({cfg.n_fft / cfg.sample_rate * 1000:.0f} ms)"
+            )
+        frames = extract_features(x, FeatureConfig.from_dict({**cfg.to_dict(), "center": False}))
+        p = self._posteriors(frames)
+        speech = _speech_seconds(frames, vad, cfg.frame_rate) if vad is not None else None
+        label = None if speech == 0.0 else self.labels[int(np.argmax(p))]
+        return Prediction(label, _probabilities(self.labels, p), len(x) / cfg.sample_rate,
+                          len(frames) / cfg.frame_rate if speech is None else speech)
+
+    def create_stream(
+        self,
+        window_s: float = 3.0,
+        hop_s: float = 0.48,
+        vad: VadConfig | None = VadConfig(),
+        smoothing_s: float = 0.0,
+        max_utterance_s: float = 30.0,
+        on_event: Callable[[Event], None] | None = None,
+        cache_cnn: bool = True,
+    ) -> EmotionStream:
+        """A new stream over this model (cheap; one per audio source).
+
+        Args:
+            window_s: longest window the BiGRU reads per hop (seconds); rounded down to the
+                CNN's 0.16 s grid (3.0 s -> 2.89 s of frames, 16 CNN steps).
+            hop_s: time between partial results (seconds), rounded to a multiple of 0.16 s.
+            vad: voice-activity settings; None treats all input as one speech segment.
+            smoothing_s: time constant of exponential smoothing of partial posteriors
+                (0: none).
+            max_utterance_s: the utterance result at speech end reads at most this much.
+            on_event: called with every event, in order, besides being returned.
+            cache_cnn: reuse CNN outputs across hops (False: recompute the whole window each
+                hop; the same results, slower; for checks and benchmarks).
+        """
+        return EmotionStream(self, window_s=window_s, hop_s=hop_s, vad=vad,
+                             smoothing_s=smoothing_s, max_utterance_s=max_utterance_s,
+                             on_event=on_event, cache_cnn=cache_cnn)
+
+
+def _resample_whole(x: np.ndarray, rate: int, target: int) -> np.ndarray:
+    if rate == target:
+        return x
+    import soxr
+
+    return np.ascontiguousarray(soxr.resample(x, rate, target, quality="HQ"), dtype=np.float32)
+
+
+def _speech_seconds(frames: np.ndarray, vad: VadConfig, frame_rate: float) -> float:
+    """Seconds of speech that ``vad`` finds in a whole utterance's frames."""
+    detector = VoiceActivityDetector(vad, frame_rate)
+    start, total = None, 0
+    for kind, t, _ in detector.accept(frames):
+        if kind == "start":
+            start = t
+        else:
+            total += t - start
+            start = None
+    if start is not None:
+        total += len(frames) - start
+    return total / frame_rate
+
+
+# ---------------------------------------------------------------------------- stream
+
+
+@dataclass
+class _Segment:
+    """The open speech segment: frames from ``start`` (on the CNN grid)."""
+
+    start: int
+    next_partial: int  # frame count at which the next partial window ends
+    smoothed: np.ndarray | None = field(default=None)
+
+
+class EmotionStream:
+    """Per-stream state: resampler, features, VAD, frame and CNN caches. One thread at a time.
+
+    Create with :meth:`Recognizer.create_stream`. Feed audio with :meth:`accept_waveform`
+    (returns the events it causes, also passed to ``on_event``); call :meth:`flush` at the
+    end of the input and :meth:`reset` to start over.
+    """
+
+    def __init__(
+        self,
+        recognizer: Recognizer,
+        window_s: float,
+        hop_s: float,
+        vad: VadConfig | None,
+        smoothing_s: float,
+        max_utterance_s: float,
+        on_event: Callable[[Event], None] | None,
+        cache_cnn: bool,
+    ) -> None:
+        cfg = recognizer.feature_config
+        for name, value in (("window_s", window_s), ("hop_s", hop_s),
+                            ("max_utterance_s", max_utterance_s)):
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        if not isinstance(smoothing_s, (int, float)) or not 0 <= smoothing_s < math.inf:
+            raise ValueError(f"smoothing_s must be >= 0 seconds, got {smoothing_s!r}")
+        if on_event is not None and not callable(on_event):
+            raise ValueError("on_event must be callable")
+        self.recognizer = recognizer
+        self.config = cfg
+        grid_s = STRIDE / cfg.frame_rate
+        self.window_steps = _steps(int(window_s * cfg.frame_rate))
+        if self.window_steps < 1:
+            raise ValueError(
+                f"window_s={window_s} is shorter than the CNN's receptive field "
+                f"({FIELD / cfg.frame_rate:.2f} s)"
+            )
+        self.hop_steps = max(1, round(hop_s / grid_s))
+        self.max_utterance_steps = max(self.window_steps, _steps(int(max_utterance_s *
+                                                                     cfg.frame_rate)))
+        #: The effective hop and window, in seconds, after rounding to the CNN grid.
+        self.hop_s = self.hop_steps * grid_s
+        self.window_s = ((self.window_steps - 1) * STRIDE + FIELD) / cfg.frame_rate
+        self.smoothing_s = float(smoothing_s)
+        self.cache_cnn = bool(cache_cnn)
+        self._on_event = on_event
+        self._vad = VoiceActivityDetector(vad, cfg.frame_rate) if vad is not None else None
+        preroll = STRIDE
+        hangover = self._vad.latency_frames if self._vad else 0
+        self._frames = FrameRing(
+            capacity=(self.window_steps + self.hop_steps + 2) * STRIDE + FIELD + hangover
+            + preroll,
+            width=cfg.n_bins,
+        )
+        self._cnn = FrameRing(capacity=self.max_utterance_steps,
+                              width=recognizer.backend.rnn_input_size or 1)
+        self._features = StreamingFeatures(FeatureConfig.from_dict(
+            {**cfg.to_dict(), "center": False}))
+        self._busy = threading.Lock()  # misuse from two threads raises, never corrupts
+        self._input_rate: int | None = None
+        self._resampler: Any = None
+        self._segment: _Segment | None = None
+
+    # ------------------------------------------------------------------ public
+
+    def accept_waveform(self, chunk: np.ndarray, sample_rate: int | None = None) -> list[Event]:
+        """Feed the next samples; returns the events they complete (possibly none).
+
+        Args:
+            chunk: (n,) or (n, channels) samples, float in [-1, 1] or int16; any n, 0 too.
+            sample_rate: the chunk's rate in Hz (default: the model's). A stream keeps one
+                input rate until :meth:`reset`.
+        Raises:
+            ValueError: bad samples or rate; the stream is unchanged and still usable.
+            RuntimeError: another thread is inside this stream.
+        """
+        self._enter()
+        try:
+            samples = to_mono_float32(chunk)
+            return self._emit(self._advance(self._resample(samples, sample_rate, last=False)))
+        finally:
+            self._busy.release()
+
+    def flush(self) -> list[Event]:
+        """End of input: drain the resampler, close an open segment (utterance + speech end)."""
+        self._enter()
+        try:
+            events = self._advance(self._resample(np.zeros(0, np.float32), None, last=True))
+            if self._segment is not None:
+                events += self._close(self._frames.end)
+            return self._emit(events)
+        finally:
+            self._busy.release()
+
+    def reset(self) -> None:
+        """Forget all audio and state: the next sample is time 0 of a new stream."""
+        self._enter()
+        try:
+            self._features.reset()
+            self._frames.reset()
+            self._cnn.reset()
+            if self._vad is not None:
+                self._vad.reset()
+            self._segment = None
+            self._input_rate = None
+            self._resampler = None
+        finally:
+            self._busy.release()
+
+    @property
+    def time(self) -> float:
+        """Seconds of (model-rate) audio accepted so far."""
+        return self._features.num_samples / self.config.sample_rate
+
+    @property
+    def in_speech(self) -> bool:
+        """Whether a speech segment is open."""
+        return self._segment is not None
+
+    # ------------------------------------------------------------------ input
+
+    def _enter(self) -> None:
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError(
+                "EmotionStream is in use by another thread; a stream belongs to one thread "
+                "at a time (create one stream per thread)"
+            )
+
+    def _emit(self, events: list[Event]) -> list[Event]:
+        if self._on_event is not None:
+            for event in events:
+                self._on_event(event)
+        return events
+
+    def _resample(self, x: np.ndarray, sample_rate: int | None, last: bool) -> np.ndarray:
+        target = self.config.sample_rate
+        rate = self._input_rate or target
+        if sample_rate is not None:
+            rate = check_sample_rate(sample_rate)
+            if self._input_rate is not None and rate != self._input_rate:
+                raise ValueError(
+                    f"sample_rate {rate} Hz differs from this stream's {self._input_rate} Hz; "
+                    "call reset() before changing rates"
+                )
+            self._input_rate = rate
+        if rate == target:
+            return x
+        if self._resampler is None:
+            import soxr
+
+            self._resampler = soxr.ResampleStream(rate, target, 1, dtype="float32",
+                                                  quality="HQ")
+        return np.ascontiguousarray(self._resampler.resample_chunk(x, last=last))
+
+    # ------------------------------------------------------------------ engine
+
+    def _advance(self, samples: np.ndarray) -> list[Event]:
+        frames = self._features.accept_waveform(samples)
+        events: list[Event] = []
+        # Block by block, so that a long chunk never pushes out of the ring the frames that
+        # a segment opened earlier in the same chunk still needs.
+        for i in range(0, len(frames), STRIDE):
+            events += self._advance_block(frames[i : i + STRIDE])
+        return events
+
+    def _advance_block(self, frames: np.ndarray) -> list[Event]:
+        first = self._frames.end
+        self._frames.append(frames)
+        end = self._frames.end
+        if self._vad is not None:
+            # (frame count at which it is known, kind, frame)
+            queue = [(known + 1, kind, t) for kind, t, known in self._vad.accept(frames)]
+        elif self._segment is None:
+            queue = [(first + 1, "start", first)]
+        else:
+            queue = []
+        events: list[Event] = []
+        while True:
+            due = self._segment.next_partial if self._segment is not None else math.inf
+            if queue and queue[0][0] <= due:
+                _, kind, t = queue.pop(0)
+                events += self._open(t) if kind == "start" else self._close(t)
+            elif due <= end:
+                events.append(self._partial(due))
+                self._segment.next_partial += self.hop_steps * STRIDE
+            else:
+                return events
+
+    def _time(self, frame: int) -> float:
+        return frame * self.config.hop_length / self.config.sample_rate
+
+    def _end_time(self, frame_end: int) -> float:
+        """Time of the last sample of frames ``[., frame_end)``."""
+        cfg = self.config
+        return ((frame_end - 1) * cfg.hop_length + cfg.n_fft) / cfg.sample_rate
+
+    def _open(self, onset: int) -> list[Event]:
+        if self._segment is not None:  # unreachable: the VAD alternates start/end
+            return []
+        start = max(self._frames.start, (max(0, onset - STRIDE // 2) // STRIDE) * STRIDE)
+        start = -(-start // STRIDE) * STRIDE  # on the grid, never before the ring's start
+        first_end = start + FIELD + (self.hop_steps - 1) * STRIDE
+        self._segment = _Segment(start=start, next_partial=first_end)
+        return [SpeechStart(self._time(start))]
+
+    def _close(self, end: int) -> list[Event]:
+        segment = self._segment
+        if segment is None:
+            return []
+        self._segment = None
+        end = min(max(end, segment.start + 1), self._frames.end)
+        cap = self.max_utterance_steps if self.cache_cnn else self.window_steps
+        n = min(_steps(end - segment.start), cap)
+        if n >= 1:
+            stop = segment.start + FIELD + (_steps(end - segment.start) - 1) * STRIDE
+            begin = stop - FIELD - (n - 1) * STRIDE
+            p = self._window_posteriors(begin, stop)
+        else:  # shorter than the receptive field: one padded pass over what there is
+            begin, stop = segment.start, end
+            p = self.recognizer._posteriors(self._frames.window(begin, stop))
+        label = self.recognizer.labels[int(np.argmax(p))]
+        return [Utterance(self._time(begin), self._end_time(stop), label,
+                          _probabilities(self.recognizer.labels, p)),
+                SpeechEnd(self._end_time(stop))]
+
+    def _partial(self, stop: int) -> Partial:
+        segment = self._segment
+        n = min(_steps(stop - segment.start), self.window_steps)
+        begin = stop - FIELD - (n - 1) * STRIDE
+        p = self._window_posteriors(begin, stop)
+        if self.smoothing_s > 0:
+            if segment.smoothed is not None:
+                a = math.exp(-self.hop_s / self.smoothing_s)
+                p = a * segment.smoothed + (1 - a) * p
+            segment.smoothed = p
+        label = self.recognizer.labels[int(np.argmax(p))]
+        return Partial(self._time(begin), self._end_time(stop), label,
+                       _probabilities(self.recognizer.labels, p))
+
+    def _window_posteriors(self, begin: int, stop: int) -> np.ndarray:
+        """Posteriors of frames ``[begin, stop)``, begin on the grid, stop - begin = FIELD + k·STRIDE."""
+        if not self.cache_cnn:
+            return self.recognizer._posteriors(self._frames.window(begin, stop))
+        first, last = begin // STRIDE, (stop - FIELD) // STRIDE + 1  # steps [first, last)
+        if not self._cnn.start <= first <= self._cnn.end:
+            self._cnn.reset(first)
+        if self._cnn.end < last:
+            a = self._cnn.end * STRIDE
+            frames = self._frames.window(a, (last - 1) * STRIDE + FIELD)
+            h, _ = self.recognizer.backend.cnn(
+                frames[None], np.array([frames.shape[0]], dtype=np.int64))
+            self._cnn.append(h[0])
+        h = self._cnn.window(first, last)
+        logits, _ = self.recognizer.backend.head(h[None], np.array([last - first], np.int64))
+        return _softmax(logits[0].astype(np.float64))
