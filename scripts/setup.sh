@@ -6,11 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages: the C++ toolchain and Python headers (the extension), PortAudio
-# headers (PyAudio builds from source on Linux), PulseAudio server and client tools
-# (scripts/test.sh starts a server with a null sink for the microphone tests) and
-# ALSA's PulseAudio plugin (Debian's PortAudio reaches PulseAudio through ALSA), espeak-ng (tests synthesise speech), libsndfile (soundfile; its wheels bundle a copy,
-# the system one serves source installs and other platforms).
+# System packages: the C++ toolchain and Python headers (the extension); PortAudio's
+# headers (PyAudio builds from source on Linux); the PulseAudio server and client tools
+# (scripts/test.sh starts a server with a null sink for the microphone tests) and ALSA's
+# PulseAudio plugin (Debian's PortAudio reaches PulseAudio through ALSA); espeak-ng (tests
+# synthesise speech); libsndfile (soundfile's wheels bundle a copy; source installs use it).
 SYSTEM_PACKAGES=(g++ python3-venv python3-dev portaudio19-dev pulseaudio pulseaudio-utils
                  libasound2-plugins espeak-ng libsndfile1)
 missing=()
