@@ -5,13 +5,16 @@ An energy detector against an adaptive noise floor, with a spectral-flatness vet
 * frame level ``E_t``: 10·log10 of the mean band power (from the dB features);
 * noise floor: the minimum of ``E`` over the last ``floor_window_s`` (minimum statistics:
   the pauses between syllables reach the floor even in running speech, so a stationary
-  noise is absorbed into it within that window);
+  noise is absorbed into it within that window); digital silence (padding, a muted input)
+  is not a noise floor and is left out;
 * a frame is *voiced-like* when ``E_t`` is at least ``margin_db`` above the floor, above
   ``min_level_db``, and its spectrum is not flat (``flatness_db`` = mean of the band dB
   minus the dB of the mean band power, 0 for white noise, well below for speech with its
   tilt and formants);
-* hangover: speech starts after ``min_speech_s`` of such frames in a row (at the first of
-  them) and ends after ``min_silence_s`` without one (after the last of them).
+* hangover: speech starts when at least ``START_FRACTION`` of the last ``min_speech_s``
+  of frames are speech-like, the newest included (at the first speech-like one of them:
+  a fricative or a breathy onset may look flat for a frame or two), and ends after
+  ``min_silence_s`` without one (after the last of them).
 
 Why not a neural VAD: a silero-vad call costs about as much as a cached CRNN hop per
 stream, while this costs a few microseconds per 10 ms frame on features already computed;
@@ -20,6 +23,7 @@ its accuracy on corpus speech, silence and noise is measured in ``bench/bench_va
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import asdict, dataclass
 
@@ -34,17 +38,19 @@ class VadConfig:
 
     Attributes:
         margin_db: a speech frame's level above the noise floor.
-        min_level_db: absolute level below which nothing is speech (the features' dB scale:
-            a full-scale 1 kHz sine is about -14 dB, digital silence -100 dB).
+        min_level_db: absolute level below which nothing is speech, on the features' dB
+            scale (mean Mel band power): a sine of amplitude 0.5 is about +7 dB, white noise
+            of RMS 0.1 about -8 dB, speech peaks near 0 dB, quiet room noise -60 to -45 dB,
+            digital silence -100 dB.
         max_flatness_db: frames whose spectral flatness is above this (flatter, noise-like)
             are not speech.
         floor_window_s: how far back the noise floor looks.
-        min_speech_s: speech-like time in a row that starts a segment.
+        min_speech_s: the span of mostly speech-like frames that starts a segment.
         min_silence_s: non-speech time in a row that ends one.
     """
 
     margin_db: float = 12.0
-    min_level_db: float = -75.0
+    min_level_db: float = -55.0
     max_flatness_db: float = -6.0
     floor_window_s: float = 2.0
     min_speech_s: float = 0.15
@@ -63,12 +69,26 @@ class VadConfig:
             raise ValueError(f"VadConfig.margin_db must be >= 0, got {self.margin_db}")
 
 
+#: Share of speech-like frames in the last ``min_speech_s`` that starts speech.
+START_FRACTION = 0.8
+#: Frames below this level are digital silence (padding, muted input), not a noise floor.
+DIGITAL_SILENCE_DB = -90.0
+#: Spectral flatness only counts bands within this range of the frame's loudest band, so
+#: that band-limited input (8 kHz telephone audio has no bands above 4 kHz) is judged on the
+#: bands it has.
+_FLATNESS_RANGE_DB = 60.0
+
+
 def frame_levels(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(level_db, flatness_db), each (n,), of dB feature frames (n, n_bins)."""
     frames = np.asarray(frames, dtype=np.float64)
-    mean_power = np.mean(np.power(10.0, frames / 10.0), axis=1)
-    level = 10.0 * np.log10(np.maximum(mean_power, 1e-30))
-    flatness = np.mean(frames, axis=1) - level
+    power = np.power(10.0, frames / 10.0)
+    level = 10.0 * np.log10(np.maximum(np.mean(power, axis=1), 1e-30))
+    used = frames > frames.max(axis=1, keepdims=True) - _FLATNESS_RANGE_DB
+    count = used.sum(axis=1)
+    mean_db = np.where(used, frames, 0.0).sum(axis=1) / count
+    used_power = np.where(used, power, 0.0).sum(axis=1) / count
+    flatness = mean_db - 10.0 * np.log10(np.maximum(used_power, 1e-30))
     return level, flatness
 
 
@@ -94,7 +114,8 @@ class VoiceActivityDetector:
         self._t = 0
         self._floor: deque[tuple[int, float]] = deque()  # (frame, level), levels increasing
         self.in_speech = False
-        self._run = 0  # frames in a row that disagree with the current state
+        self._recent: deque[int] = deque()  # speech-like frames among the last min_speech
+        self._quiet = 0  # non-speech frames in a row while in speech
 
     @property
     def latency_frames(self) -> int:
@@ -102,7 +123,12 @@ class VoiceActivityDetector:
         return max(self._min_speech, self._min_silence)
 
     def _floor_update(self, t: int, level: float) -> float:
+        """Minimum level of the last ``floor_window_s`` (-inf before any sound)."""
         q = self._floor
+        if level <= DIGITAL_SILENCE_DB:  # keeps the floor of real input, if any
+            while q and q[0][0] <= t - self._window:
+                q.popleft()
+            return q[0][1] if q else -math.inf
         while q and q[-1][1] >= level:
             q.pop()
         q.append((t, level))
@@ -123,14 +149,20 @@ class VoiceActivityDetector:
             floor = self._floor_update(t, lv)
             speech = lv >= floor + cfg.margin_db and lv >= cfg.min_level_db
             speech = speech and fl <= cfg.max_flatness_db
-            if speech == self.in_speech:
-                self._run = 0
-                continue
-            self._run += 1
-            if not self.in_speech and self._run >= self._min_speech:
-                self.in_speech, self._run = True, 0
-                out.append(("start", t + 1 - self._min_speech, t))
-            elif self.in_speech and self._run >= self._min_silence:
-                self.in_speech, self._run = False, 0
-                out.append(("end", t + 1 - self._min_silence, t))
+            recent = self._recent
+            if speech:
+                recent.append(t)
+            while recent and recent[0] <= t - self._min_speech:
+                recent.popleft()
+            if not self.in_speech:
+                if speech and len(recent) >= START_FRACTION * self._min_speech:
+                    self.in_speech, self._quiet = True, 0
+                    out.append(("start", recent[0], t))
+            elif speech:
+                self._quiet = 0
+            else:
+                self._quiet += 1
+                if self._quiet >= self._min_silence:
+                    self.in_speech = False
+                    out.append(("end", t + 1 - self._min_silence, t))
         return out
