@@ -425,7 +425,6 @@ class Microphone:
             frames = max(1, round(self.chunk_s * rate))
             self._queue = queue.Queue(maxsize=max(2, math.ceil(self.max_backlog_s /
                                                                self.chunk_s)))
-            self._stop = False
             with _quiet_stderr():
                 try:
                     self._stream = self._pa.open(

@@ -317,7 +317,7 @@ class _LiveOutput:
             self._live = None
 
     def summary(self, summary: dict[str, Any], text: str) -> None:
-        self.console.print(text)
+        self.console.print(text, highlight=False)
 
 
 def _output(args: argparse.Namespace, labels: tuple[str, ...], title: str, live: bool):
@@ -350,7 +350,7 @@ def _list_devices(args: argparse.Namespace) -> int:
 
 
 def _listen(args: argparse.Namespace) -> int:
-    from pyser.audio import Microphone, import_pyaudio
+    from pyser.audio import AudioDeviceError, Microphone, import_pyaudio
 
     if args.list_devices:
         return _list_devices(args)
@@ -360,20 +360,25 @@ def _listen(args: argparse.Namespace) -> int:
     mic = Microphone(device=args.device, chunk_s=0.1)
     summary = _Summary()
     samples = 0
-    with mic, _sigint(_Stop(mic.request_stop)) as stop:
+    failure: AudioDeviceError | None = None
+    # The Ctrl-C handler goes in before the device opens, so that no Ctrl-C falls between.
+    with _sigint(_Stop(mic.request_stop)) as stop, mic:
         name = mic.device_info.name if mic.device_info else "?"
         print(f"pyser listen: {name} at {mic.sample_rate} Hz; Ctrl-C to stop",
               file=sys.stderr, flush=True)
         out = _output(args, recognizer.labels, f"pyser listen · {name}", live=True)
         out.start(name)
         try:
-            for chunk in mic:
-                events = stream.accept_waveform(chunk, mic.sample_rate)
-                samples += len(chunk)
-                summary.add(events)
-                out.update(events, stream, mic.overflows)
-                if args.seconds is not None and samples >= args.seconds * mic.sample_rate:
-                    break
+            try:
+                for chunk in mic:
+                    events = stream.accept_waveform(chunk, mic.sample_rate)
+                    samples += len(chunk)
+                    summary.add(events)
+                    out.update(events, stream, mic.overflows)
+                    if args.seconds is not None and samples >= args.seconds * mic.sample_rate:
+                        break
+            except AudioDeviceError as exc:  # the device failed: keep what was heard
+                failure = exc
             events = stream.flush()
             summary.add(events)
             out.update(events, stream, mic.overflows)
@@ -382,12 +387,15 @@ def _listen(args: argparse.Namespace) -> int:
     duration = samples / mic.sample_rate
     overflow_text = (f"; {mic.overflows} input overflow{'s' * (mic.overflows != 1)}"
                      " (audio lost)" if mic.overflows else "; no input overflow")
+    extra = {"error": str(failure)} if failure is not None else {}
     out.summary(summary.to_dict(duration, overflows=mic.overflows,
                                 input_overflows=mic.input_overflows,
                                 dropped_chunks=mic.dropped_chunks,
                                 interrupted=stop.requested, device=name,
-                                sample_rate=mic.sample_rate),
+                                sample_rate=mic.sample_rate, **extra),
                 summary.text(duration, "listened to") + overflow_text)
+    if failure is not None:
+        raise failure
     return 0
 
 
@@ -444,7 +452,7 @@ def _timeline(recognizer, path: Path, args: argparse.Namespace) -> list[Any]:
     from pyser.audio import iter_file_chunks
 
     stream = recognizer.create_stream(vad=_vad(args))
-    rate, chunks = iter_file_chunks(path, chunk_s=1.0)
+    rate, chunks = iter_file_chunks(path, chunk_s=0.1)  # as `pyser stream` reads it
     events: list[Any] = []
     for chunk in chunks:
         events += stream.accept_waveform(chunk, rate)
