@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pyser.model import ModelFileError, ModelMetadata
+from pyser.model import ModelFileError, ModelMetadata, rnn_input_size
 
 __all__ = [
     "BACKENDS",
@@ -113,7 +113,10 @@ class OnnxBackend:
                 f"{path} lacks the graph outputs {missing} that streaming needs; export it "
                 "again with this pyser (pyser export MODEL.pt -o MODEL.onnx)"
             )
-        self.rnn_input_size = int(self.metadata.model.get("rnn_input_size", 0)) or None
+        n_bins = self.metadata.model.get("n_bins")
+        if not isinstance(n_bins, int):
+            raise ModelFileError(f"{path}: the metadata does not give the model's n_bins")
+        self.rnn_input_size = rnn_input_size(n_bins)
         options = ort.SessionOptions()
         if num_threads is not None:
             options.intra_op_num_threads = int(num_threads)

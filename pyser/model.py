@@ -50,6 +50,7 @@ __all__ = [
     "load_model",
     "min_input_frames",
     "prepare_metadata",
+    "rnn_input_size",
     "save_model",
     "script_model",
 ]
@@ -90,6 +91,11 @@ def min_input_frames() -> int:
 
 
 _CNN_CHANNELS = [c for kind, _, _, c in CNN_LAYERS if kind == "conv"]
+
+
+def rnn_input_size(n_bins: int) -> int:
+    """Width of a CNN output step (the BiGRU's input) for ``n_bins`` frequency bins."""
+    return cnn_output_length(n_bins) * _CNN_CHANNELS[-1]
 
 
 def _valid_length(lengths: Tensor, kernel: int, stride: int) -> Tensor:
@@ -166,7 +172,7 @@ class CRNN(nn.Module):
         self.n_classes = n_classes
         self.min_frames = min_frames
         self.embedding_dim = EMBEDDING_DIM
-        self.rnn_input_size = cnn_output_length(n_bins) * _CNN_CHANNELS[-1]
+        self.rnn_input_size = rnn_input_size(n_bins)
 
         c1, c2, c3, c4 = _CNN_CHANNELS
         self.conv1 = nn.Conv2d(1, c1, kernel_size=7, stride=2)

@@ -44,6 +44,7 @@ from pyser.vad import VadConfig, VoiceActivityDetector, frame_levels
 
 __all__ = [
     "FIELD",
+    "BatchInputError",
     "STRIDE",
     "EmotionStream",
     "Event",
@@ -270,6 +271,32 @@ class Recognizer:
         return Prediction(label, _probabilities(self.labels, p), len(x) / cfg.sample_rate,
                           len(frames) / cfg.frame_rate if speech is None else speech)
 
+    def accept_waveforms(
+        self,
+        streams: list[EmotionStream],
+        chunks: list[np.ndarray],
+        sample_rate: int | None = None,
+    ) -> list[list[Event]]:
+        """Feed one chunk to each of several streams and run their model work in one batch.
+
+        The events are those each stream's own ``accept_waveform`` would give (within
+        float rounding: padded batches use the model's length masks); the CNN and the
+        BiGRU run once for all streams, which is several times cheaper per stream than
+        stream by stream. For servers that hold many streams of this model.
+
+        Args:
+            streams: distinct streams created by this Recognizer.
+            chunks: one chunk per stream (as for ``accept_waveform``).
+            sample_rate: the chunks' rate in Hz (default: the model's).
+        Returns:
+            The events of each stream, in the order of ``streams``.
+        Raises:
+            ValueError: mismatched lists or foreign streams (nothing was fed).
+            BatchInputError: some chunks were bad; those streams are unchanged and the
+                exception carries every stream's events.
+        """
+        return _accept_many(self, list(streams), list(chunks), sample_rate)
+
     def create_stream(
         self,
         window_s: float = 3.0,
@@ -297,6 +324,59 @@ class Recognizer:
         return EmotionStream(self, window_s=window_s, hop_s=hop_s, vad=vad,
                              smoothing_s=smoothing_s, max_utterance_s=max_utterance_s,
                              on_event=on_event, cache_cnn=cache_cnn)
+
+
+class BatchInputError(ValueError):
+    """Some chunks of :meth:`Recognizer.accept_waveforms` were bad.
+
+    Attributes:
+        indices: the positions of the streams whose chunk was refused (those streams are
+            unchanged).
+        events: every stream's events from the call, as the method would have returned
+            them (the good streams went on).
+    """
+
+    def __init__(self, indices: list[int], messages: list[str], events: list[list[Event]]):
+        detail = "; ".join(f"stream {i}: {m}" for i, m in zip(indices, messages))
+        super().__init__(f"bad input for {len(indices)} stream(s): {detail}")
+        self.indices = indices
+        self.events = events
+
+
+def _accept_many(
+    recognizer: Recognizer,
+    streams: list[EmotionStream],
+    chunks: list[np.ndarray],
+    sample_rate: int | None,
+) -> list[list[Event]]:
+    if len(streams) != len(chunks):
+        raise ValueError(f"{len(streams)} streams but {len(chunks)} chunks")
+    if len({id(s) for s in streams}) != len(streams):
+        raise ValueError("a stream appears twice; give each stream one chunk per call")
+    entered: list[EmotionStream] = []
+    try:
+        for s in streams:
+            if s.recognizer is not recognizer:
+                raise ValueError("every stream must come from this Recognizer")
+            s._enter()
+            entered.append(s)
+        errors: list[BaseException | None] = []
+        for s, chunk in zip(streams, chunks):
+            try:
+                s._feed(chunk, sample_rate, eager=False)
+                errors.append(None)
+            except ValueError as exc:  # that stream is unchanged; the others go on
+                errors.append(exc)
+        if streams:
+            _run_model(streams)
+        out = [s._take_events() for s in streams]
+    finally:
+        for s in entered:
+            s._busy.release()
+    bad = [i for i, e in enumerate(errors) if e is not None]
+    if bad:
+        raise BatchInputError(bad, [str(errors[i]) for i in bad], out) from errors[bad[0]]
+    return out
 
 
 def _resample_whole(x: np.ndarray, rate: int, target: int) -> np.ndarray:
@@ -331,7 +411,61 @@ class _Segment:
 
     start: int
     next_partial: int  # frame count at which the next partial window ends
-    smoothed: np.ndarray | None = field(default=None)
+
+
+@dataclass
+class _Job:
+    """An event waiting for the model: posteriors of frames ``[begin, stop)``.
+
+    ``full``: score by one padded pass over the frames (segments shorter than the CNN's
+    receptive field, or a stream without the CNN cache); otherwise from cached CNN steps
+    ``[begin // STRIDE, (stop - FIELD) // STRIDE + 1)``.
+    """
+
+    kind: type
+    begin: int
+    stop: int
+    full: bool
+    p: np.ndarray | None = field(default=None)
+
+    @property
+    def steps(self) -> tuple[int, int]:
+        return self.begin // STRIDE, (self.stop - FIELD) // STRIDE + 1
+
+
+def _pad(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Stack (T_i, D) arrays into (B, max T, D), zero-padded, and their lengths (B,) int64."""
+    lengths = np.array([len(a) for a in arrays], dtype=np.int64)
+    out = np.zeros((len(arrays), int(lengths.max()), arrays[0].shape[1]), dtype=np.float32)
+    for row, a in zip(out, arrays):
+        row[: len(a)] = a
+    return out, lengths
+
+
+def _run_model(streams: list[EmotionStream]) -> None:
+    """Score every pending job of ``streams`` (one model), batched across the streams.
+
+    One CNN call over the new frames of every stream, one BiGRU + FC call over every
+    window; the model's length masking makes padded rows exact.
+    """
+    backend = streams[0].recognizer.backend
+    spans = [(s, span) for s in streams if (span := s._cnn_span()) is not None]
+    if spans:
+        frames = [s._frames.window(a * STRIDE, (b - 1) * STRIDE + FIELD) for s, (a, b) in spans]
+        h, _ = backend.cnn(*_pad(frames))
+        for (s, (a, b)), rows in zip(spans, h):
+            s._cnn.append(rows[: b - a])
+    jobs = [(s, j) for s in streams for j in s._pending
+            if isinstance(j, _Job) and j.p is None and not j.full]
+    if jobs:
+        windows = [s._cnn.window(*j.steps) for s, j in jobs]
+        logits, _ = backend.head(*_pad(windows))
+        for (_, j), row in zip(jobs, logits):
+            j.p = _softmax(row.astype(np.float64))
+    for s in streams:
+        for j in s._pending:
+            if isinstance(j, _Job) and j.p is None:
+                j.p = s.recognizer._posteriors(s._frames.window(j.begin, j.stop))
 
 
 class EmotionStream:
@@ -339,7 +473,8 @@ class EmotionStream:
 
     Create with :meth:`Recognizer.create_stream`. Feed audio with :meth:`accept_waveform`
     (returns the events it causes, also passed to ``on_event``); call :meth:`flush` at the
-    end of the input and :meth:`reset` to start over.
+    end of the input and :meth:`reset` to start over. Servers with many streams feed them
+    together through :meth:`Recognizer.accept_waveforms`, which batches the model work.
     """
 
     def __init__(
@@ -372,8 +507,8 @@ class EmotionStream:
                 f"({FIELD / cfg.frame_rate:.2f} s)"
             )
         self.hop_steps = max(1, round(hop_s / grid_s))
-        self.max_utterance_steps = max(self.window_steps, _steps(int(max_utterance_s *
-                                                                     cfg.frame_rate)))
+        self.max_utterance_steps = max(self.window_steps,
+                                       _steps(int(max_utterance_s * cfg.frame_rate)))
         #: The effective hop and window, in seconds, after rounding to the CNN grid.
         self.hop_s = self.hop_steps * grid_s
         self.window_s = ((self.window_steps - 1) * STRIDE + FIELD) / cfg.frame_rate
@@ -381,21 +516,22 @@ class EmotionStream:
         self.cache_cnn = bool(cache_cnn)
         self._on_event = on_event
         self._vad = VoiceActivityDetector(vad, cfg.frame_rate) if vad is not None else None
-        preroll = STRIDE
         hangover = self._vad.latency_frames if self._vad else 0
         self._frames = FrameRing(
-            capacity=(self.window_steps + self.hop_steps + 2) * STRIDE + FIELD + hangover
-            + preroll,
+            capacity=(self.window_steps + self.hop_steps + 3) * STRIDE + FIELD + hangover,
             width=cfg.n_bins,
         )
         self._cnn = FrameRing(capacity=self.max_utterance_steps,
-                              width=recognizer.backend.rnn_input_size or 1)
+                              width=recognizer.backend.rnn_input_size)
         self._features = StreamingFeatures(FeatureConfig.from_dict(
             {**cfg.to_dict(), "center": False}))
         self._busy = threading.Lock()  # misuse from two threads raises, never corrupts
         self._input_rate: int | None = None
         self._resampler: Any = None
         self._segment: _Segment | None = None
+        self._pending: list[Event | _Job] = []  # events in order, some awaiting the model
+        self._smoothed: np.ndarray | None = None
+        self._eager = True
 
     # ------------------------------------------------------------------ public
 
@@ -412,8 +548,8 @@ class EmotionStream:
         """
         self._enter()
         try:
-            samples = to_mono_float32(chunk)
-            return self._emit(self._advance(self._resample(samples, sample_rate, last=False)))
+            self._feed(chunk, sample_rate, eager=True)
+            return self._take_events()
         finally:
             self._busy.release()
 
@@ -421,10 +557,11 @@ class EmotionStream:
         """End of input: drain the resampler, close an open segment (utterance + speech end)."""
         self._enter()
         try:
-            events = self._advance(self._resample(np.zeros(0, np.float32), None, last=True))
+            self._eager = True
+            self._advance(self._resample(np.zeros(0, np.float32), None, last=True))
             if self._segment is not None:
-                events += self._close(self._frames.end)
-            return self._emit(events)
+                self._close(self._frames.end)
+            return self._take_events()
         finally:
             self._busy.release()
 
@@ -438,6 +575,8 @@ class EmotionStream:
             if self._vad is not None:
                 self._vad.reset()
             self._segment = None
+            self._pending = []
+            self._smoothed = None
             self._input_rate = None
             self._resampler = None
         finally:
@@ -462,11 +601,13 @@ class EmotionStream:
                 "at a time (create one stream per thread)"
             )
 
-    def _emit(self, events: list[Event]) -> list[Event]:
-        if self._on_event is not None:
-            for event in events:
-                self._on_event(event)
-        return events
+    def _feed(self, chunk: np.ndarray, sample_rate: int | None, eager: bool) -> None:
+        """The chunk's frames, VAD and event schedule. ``eager``: score each window as it
+        is scheduled; otherwise leave the model work pending for a batch (it still runs
+        before any frame it needs would leave the ring)."""
+        samples = to_mono_float32(chunk)
+        self._eager = eager
+        self._advance(self._resample(samples, sample_rate, last=False))
 
     def _resample(self, x: np.ndarray, sample_rate: int | None, last: bool) -> np.ndarray:
         target = self.config.sample_rate
@@ -488,18 +629,19 @@ class EmotionStream:
                                                   quality="HQ")
         return np.ascontiguousarray(self._resampler.resample_chunk(x, last=last))
 
-    # ------------------------------------------------------------------ engine
+    # ------------------------------------------------------------------ schedule
 
-    def _advance(self, samples: np.ndarray) -> list[Event]:
+    def _advance(self, samples: np.ndarray) -> None:
         frames = self._features.accept_waveform(samples)
-        events: list[Event] = []
         # Block by block, so that a long chunk never pushes out of the ring the frames that
-        # a segment opened earlier in the same chunk still needs.
+        # pending work still needs.
         for i in range(0, len(frames), STRIDE):
-            events += self._advance_block(frames[i : i + STRIDE])
-        return events
+            block = frames[i : i + STRIDE]
+            if self._oldest_needed() < self._frames.end + len(block) - self._frames.capacity:
+                _run_model([self])
+            self._advance_block(block)
 
-    def _advance_block(self, frames: np.ndarray) -> list[Event]:
+    def _advance_block(self, frames: np.ndarray) -> None:
         first = self._frames.end
         self._frames.append(frames)
         end = self._frames.end
@@ -510,17 +652,97 @@ class EmotionStream:
             queue = [(first + 1, "start", first)]
         else:
             queue = []
-        events: list[Event] = []
         while True:
             due = self._segment.next_partial if self._segment is not None else math.inf
             if queue and queue[0][0] <= due:
                 _, kind, t = queue.pop(0)
-                events += self._open(t) if kind == "start" else self._close(t)
+                self._open(t) if kind == "start" else self._close(t)
             elif due <= end:
-                events.append(self._partial(due))
+                self._partial(due)
                 self._segment.next_partial += self.hop_steps * STRIDE
             else:
-                return events
+                return
+
+    def _open(self, onset: int) -> None:
+        # A little before the onset, on the grid, never before the ring's oldest frame.
+        start = max(0, onset - STRIDE // 2) // STRIDE * STRIDE
+        start = max(start, -(-self._frames.start // STRIDE) * STRIDE)
+        self._segment = _Segment(start, next_partial=start + FIELD + (self.hop_steps - 1) * STRIDE)
+        self._pending.append(SpeechStart(self._time(start)))
+
+    def _close(self, end: int) -> None:
+        segment, self._segment = self._segment, None
+        if segment is None:  # the VAD alternates start and end; nothing to close
+            return
+        end = min(max(end, segment.start + 1), self._frames.end)
+        available = _steps(end - segment.start)
+        n = min(available, self.max_utterance_steps if self.cache_cnn else self.window_steps)
+        if n >= 1:
+            stop = segment.start + FIELD + (available - 1) * STRIDE
+            job = _Job(Utterance, stop - FIELD - (n - 1) * STRIDE, stop, not self.cache_cnn)
+        else:  # shorter than the receptive field: one padded pass over what there is
+            job = _Job(Utterance, segment.start, end, True)
+        self._pending += [job, SpeechEnd(self._end_time(job.stop))]
+        if self._eager:
+            _run_model([self])
+
+    def _partial(self, stop: int) -> None:
+        n = min(_steps(stop - self._segment.start), self.window_steps)
+        begin = stop - FIELD - (n - 1) * STRIDE
+        self._pending.append(_Job(Partial, begin, stop, not self.cache_cnn))
+        if self._eager:
+            # One window at a time, so that the CNN sees the same spans whatever the
+            # chunking, and events are bit-identical for any chunk size.
+            _run_model([self])
+
+    # ------------------------------------------------------------------ model work
+
+    def _oldest_needed(self) -> float:
+        """The oldest frame that pending jobs still read (inf when none)."""
+        oldest = math.inf
+        for j in self._pending:
+            if isinstance(j, _Job) and j.p is None:
+                if j.full:
+                    oldest = min(oldest, j.begin)
+                else:
+                    first = j.steps[0]
+                    has = self._cnn.start <= first <= self._cnn.end
+                    oldest = min(oldest, (self._cnn.end if has else first) * STRIDE)
+        return oldest
+
+    def _cnn_span(self) -> tuple[int, int] | None:
+        """CNN steps ``[a, b)`` that pending jobs need and the cache lacks (None: none)."""
+        steps = [j.steps for j in self._pending
+                 if isinstance(j, _Job) and j.p is None and not j.full]
+        if not steps:
+            return None
+        first, last = min(a for a, _ in steps), max(b for _, b in steps)
+        if not self._cnn.start <= first <= self._cnn.end:
+            self._cnn.reset(first)
+        return (self._cnn.end, last) if self._cnn.end < last else None
+
+    def _take_events(self) -> list[Event]:
+        """Turn the scored pending jobs into events, in order; smoothing; callbacks."""
+        labels = self.recognizer.labels
+        events: list[Event] = []
+        for item in self._pending:
+            if isinstance(item, _Job):
+                p = item.p
+                if item.kind is Partial and self.smoothing_s > 0:
+                    if self._smoothed is not None:
+                        a = math.exp(-self.hop_s / self.smoothing_s)
+                        p = a * self._smoothed + (1 - a) * p
+                    self._smoothed = p
+                item = item.kind(self._time(item.begin), self._end_time(item.stop),
+                                 labels[int(np.argmax(p))], _probabilities(labels, p))
+            elif isinstance(item, SpeechStart):
+                self._smoothed = None
+            events.append(item)
+        self._pending = []
+        if self._on_event is not None:
+            for event in events:
+                self._on_event(event)
+        return events
 
     def _time(self, frame: int) -> float:
         return frame * self.config.hop_length / self.config.sample_rate
@@ -529,63 +751,3 @@ class EmotionStream:
         """Time of the last sample of frames ``[., frame_end)``."""
         cfg = self.config
         return ((frame_end - 1) * cfg.hop_length + cfg.n_fft) / cfg.sample_rate
-
-    def _open(self, onset: int) -> list[Event]:
-        if self._segment is not None:  # unreachable: the VAD alternates start/end
-            return []
-        start = max(self._frames.start, (max(0, onset - STRIDE // 2) // STRIDE) * STRIDE)
-        start = -(-start // STRIDE) * STRIDE  # on the grid, never before the ring's start
-        first_end = start + FIELD + (self.hop_steps - 1) * STRIDE
-        self._segment = _Segment(start=start, next_partial=first_end)
-        return [SpeechStart(self._time(start))]
-
-    def _close(self, end: int) -> list[Event]:
-        segment = self._segment
-        if segment is None:
-            return []
-        self._segment = None
-        end = min(max(end, segment.start + 1), self._frames.end)
-        cap = self.max_utterance_steps if self.cache_cnn else self.window_steps
-        n = min(_steps(end - segment.start), cap)
-        if n >= 1:
-            stop = segment.start + FIELD + (_steps(end - segment.start) - 1) * STRIDE
-            begin = stop - FIELD - (n - 1) * STRIDE
-            p = self._window_posteriors(begin, stop)
-        else:  # shorter than the receptive field: one padded pass over what there is
-            begin, stop = segment.start, end
-            p = self.recognizer._posteriors(self._frames.window(begin, stop))
-        label = self.recognizer.labels[int(np.argmax(p))]
-        return [Utterance(self._time(begin), self._end_time(stop), label,
-                          _probabilities(self.recognizer.labels, p)),
-                SpeechEnd(self._end_time(stop))]
-
-    def _partial(self, stop: int) -> Partial:
-        segment = self._segment
-        n = min(_steps(stop - segment.start), self.window_steps)
-        begin = stop - FIELD - (n - 1) * STRIDE
-        p = self._window_posteriors(begin, stop)
-        if self.smoothing_s > 0:
-            if segment.smoothed is not None:
-                a = math.exp(-self.hop_s / self.smoothing_s)
-                p = a * segment.smoothed + (1 - a) * p
-            segment.smoothed = p
-        label = self.recognizer.labels[int(np.argmax(p))]
-        return Partial(self._time(begin), self._end_time(stop), label,
-                       _probabilities(self.recognizer.labels, p))
-
-    def _window_posteriors(self, begin: int, stop: int) -> np.ndarray:
-        """Posteriors of frames ``[begin, stop)``, begin on the grid, stop - begin = FIELD + k·STRIDE."""
-        if not self.cache_cnn:
-            return self.recognizer._posteriors(self._frames.window(begin, stop))
-        first, last = begin // STRIDE, (stop - FIELD) // STRIDE + 1  # steps [first, last)
-        if not self._cnn.start <= first <= self._cnn.end:
-            self._cnn.reset(first)
-        if self._cnn.end < last:
-            a = self._cnn.end * STRIDE
-            frames = self._frames.window(a, (last - 1) * STRIDE + FIELD)
-            h, _ = self.recognizer.backend.cnn(
-                frames[None], np.array([frames.shape[0]], dtype=np.int64))
-            self._cnn.append(h[0])
-        h = self._cnn.window(first, last)
-        logits, _ = self.recognizer.backend.head(h[None], np.array([last - first], np.int64))
-        return _softmax(logits[0].astype(np.float64))

@@ -14,7 +14,16 @@ from crnn_factory import random_crnn
 
 from pyser.features import FeatureConfig
 from pyser.model import ModelMetadata, save_model
-from pyser.stream import FIELD, STRIDE, Partial, Recognizer, SpeechEnd, SpeechStart, Utterance
+from pyser.stream import (
+    FIELD,
+    STRIDE,
+    BatchInputError,
+    Partial,
+    Recognizer,
+    SpeechEnd,
+    SpeechStart,
+    Utterance,
+)
 from pyser.vad import VadConfig
 
 LABELS = ["neutral", "angry", "happy", "sad"]
@@ -309,3 +318,44 @@ def test_many_streams_on_many_threads_equal_serial_runs(rec, speech):
     for t in threads:
         t.join()
     assert results == serial
+
+
+def assert_same_events(got, want, atol=1e-5):
+    assert [e.type for e in got] == [e.type for e in want]
+    for a, b in zip(got, want):
+        if isinstance(a, (Partial, Utterance)):
+            assert (a.start, a.end, a.label) == (b.start, b.end, b.label)
+            np.testing.assert_allclose(probs(a), probs(b), atol=atol)
+        else:
+            assert a == b
+
+
+@pytest.mark.parametrize("model", [0, 1], ids=["torchscript", "onnx"])
+def test_batched_streams_equal_stream_by_stream(model_files, speech, model):
+    rec = Recognizer.load(model_files[model])
+    # different audio and offsets, so windows and CNN spans differ in length across the batch
+    audios = [speech, speech[5000:], 0.3 * speech[::-1].copy(), np.zeros(len(speech), np.float32)]
+    alone = [run(rec.create_stream(), a, chunk=1600) for a in audios]
+    streams = [rec.create_stream() for _ in audios]
+    batched = [[] for _ in audios]
+    for pos in range(0, max(len(a) for a in audios), 1600):
+        for i, events in enumerate(rec.accept_waveforms(streams, [a[pos : pos + 1600]
+                                                                 for a in audios])):
+            batched[i] += events
+    for i, s in enumerate(streams):
+        batched[i] += s.flush()
+    assert sum(len(e) for e in alone) > 20
+    for got, want in zip(batched, alone):
+        assert_same_events(got, want)
+
+
+def test_batched_bad_chunk_keeps_the_other_streams_going(rec, speech):
+    streams = [rec.create_stream() for _ in range(3)]
+    with pytest.raises(BatchInputError) as info:
+        rec.accept_waveforms(streams, [speech[:8000], np.array([np.nan]), speech[:8000]])
+    assert info.value.indices == [1] and "NaN" in str(info.value)
+    assert streams[0].time == streams[2].time == 0.5 and streams[1].time == 0.0
+    with pytest.raises(ValueError, match="twice"):
+        rec.accept_waveforms([streams[0], streams[0]], [speech[:10], speech[:10]])
+    with pytest.raises(ValueError, match="2 chunks"):
+        rec.accept_waveforms(streams, [speech[:10], speech[:10]])
