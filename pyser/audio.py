@@ -105,6 +105,8 @@ def resample(samples: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarra
 
 def _check_file(path: str | os.PathLike) -> Path:
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not an audio file")
     if not path.is_file():
         raise FileNotFoundError(f"no such audio file: {path}")
     return path

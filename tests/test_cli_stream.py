@@ -397,3 +397,31 @@ def test_vad_default_is_the_library_default():
 
     assert cli._vad(argparse.Namespace(no_vad=False)) == VadConfig()
     assert cli._vad(argparse.Namespace(no_vad=True)) is None
+
+
+def test_ctrl_c_stops_stream_early_with_a_summary(model, speech, monkeypatch, capsys):
+    import _thread
+
+    update = cli._JsonOutput.update
+    fired = []
+
+    def update_then_ctrl_c(self, events, stream, overflows=0):
+        update(self, events, stream, overflows)
+        if events and not fired:  # Ctrl-C right after the first event is printed
+            fired.append(stream.time)
+            _thread.interrupt_main()  # runs the SIGINT handler, as a real Ctrl-C does
+
+    monkeypatch.setattr(cli._JsonOutput, "update", update_then_ctrl_c)
+    assert main(["stream", str(speech), "--model", str(model), "--json"]) == 130
+    lines = json_lines(capsys.readouterr().out)
+    summary = lines[-1]
+    assert summary["type"] == "summary" and summary["interrupted"] is True
+    assert fired[0] <= summary["duration"] < sf.info(speech).duration - 1.0
+    assert [e["type"] for e in lines[:-1]][-2:] == ["utterance", "speech_end"]
+
+
+@pytest.mark.parametrize("verb", ["predict", "stream"])
+def test_a_folder_is_not_an_audio_file(verb, model, tmp_path, capsys):
+    assert main([verb, str(tmp_path), "--model", str(model)]) == 2
+    assert capsys.readouterr().err == (f"pyser {verb}: error: {tmp_path} is a folder, not an "
+                                       "audio file\n")
