@@ -425,3 +425,22 @@ def test_a_folder_is_not_an_audio_file(verb, model, tmp_path, capsys):
     assert main([verb, str(tmp_path), "--model", str(model)]) == 2
     assert capsys.readouterr().err == (f"pyser {verb}: error: {tmp_path} is a folder, not an "
                                        "audio file\n")
+
+
+def test_stream_with_an_onnx_model_matches_torchscript(model, speech, tmp_path, capsys):
+    from training.export import export_onnx
+
+    onnx_path = tmp_path / "random.onnx"  # the same weights as `model` (random_crnn seed 0)
+    export_onnx(random_crnn(), ModelMetadata(labels=LABELS,
+                                             feature_config=FeatureConfig().to_dict()),
+                onnx_path)
+    assert main(["stream", str(speech), "--model", str(onnx_path), "--json"]) == 0
+    got = json_lines(capsys.readouterr().out)[:-1]
+    want = library_events(model, speech)
+    assert [(e["type"], e.get("time"), e.get("start"), e.get("end")) for e in got] == \
+        [(e["type"], e.get("time"), e.get("start"), e.get("end")) for e in want]
+    for g, w in zip(got, want):
+        if "probabilities" in w:
+            assert list(g["probabilities"]) == LABELS
+            assert [g["probabilities"][k] for k in LABELS] == pytest.approx(
+                [w["probabilities"][k] for k in LABELS], abs=1e-4)
