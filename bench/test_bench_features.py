@@ -6,7 +6,8 @@ The project's pytest ``testpaths`` is ``tests/`` only, so a plain ``pytest``
 never collects this file. Nothing here asserts on time: the assertions check
 what was computed, and pytest-benchmark reports the timings (its min/median/
 IQR table; ``--benchmark-json FILE`` keeps them). The peer comparisons, p99 and
-real-time factors live in ``bench/bench_features.py``.
+real-time factors live in ``pyser.benchmarks.features`` (``pyser bench``,
+``python bench/bench_features.py``).
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ import itertools
 
 import numpy as np
 import pytest
-from bench_features import (  # bench/ is on sys.path: pytest's rootdir-less prepend import
+
+from pyser import FeatureConfig, StreamingFeatures, extract_features, extract_features_batch
+from pyser.benchmarks.features import (
     CHUNK,
     SAMPLE_RATE,
     batch_utterances,
     chunks_of,
     speech_like,
 )
-
-from pyser import FeatureConfig, StreamingFeatures, extract_features, extract_features_batch
 
 CONFIG = FeatureConfig()
 

@@ -1,9 +1,8 @@
-#!/usr/bin/env python
 """Benchmark of pyser's log-Mel features against peers, in one process.
 
-    python bench/bench_features.py                 # full run, a few minutes
-    python bench/bench_features.py --quick         # smoke run, seconds
-    python bench/bench_features.py --out FILE.md   # also write the Markdown report
+    pyser bench [--quick | --full] [--out FILE.md]      # installed package
+    python bench/bench_features.py [--quick] [--out FILE.md]  # from a checkout: full run
+    python -m pyser.benchmarks.features [--quick]       # the script's options
 
 Sections (the paper's features: 16 kHz, n_fft 1024, 640-sample periodic Hamming
 window centred in the frame, hop 160, 128 Slaney Mel bands, 10·log10(max(P, 1e-10))):
@@ -11,42 +10,49 @@ window centred in the frame, hop 160, 128 Slaney Mel bands, 10·log10(max(P, 1e-
 1. Offline: one 60 s signal, median wall time after warm-up, × real time and
    each peer's time ÷ pyser's, against numpy, scipy.fft, torch.stft, librosa,
    kaldi-native-fbank and python_speech_features (every output is checked to be
-   frames × 128 and compared with pyser's).
+   frames × 128 and compared with pyser's). Peers that are not installed are
+   skipped with a note.
 2. Streaming: 10 ms chunks (160 float32 samples), µs per chunk including the
    Python call, median and p99: pyser.StreamingFeatures, kaldi-native-fbank's
    OnlineFbank, and a per-frame numpy loop.
 3. Batch: 500 utterances of 1-8 s through extract_features_batch on 1 and 2 threads.
-4. Profile: Python-call overhead against per-frame compute, and (with perf and
-   g++ available) perf samples per C++ stage from bench/profile_frame.cpp.
+4. Profile: Python-call overhead against per-frame compute, and (from a source
+   checkout, with perf and g++ available) perf samples per C++ stage from
+   bench/profile_frame.cpp. An installed wheel has no bench/ or csrc/: the perf
+   part is then skipped with a note.
 
-Everything runs single-threaded except the 2-thread batch: the BLAS/OpenMP
-thread variables are set before numpy and torch are imported (only when this
-file runs as a script; importing it, as bench/test_bench_features.py does,
-changes nothing). Timed calls of different methods are interleaved round-robin
-so that load from other processes hits all of them alike, and the garbage
-collector is off while timing (as in timeit). Ratios are only meaningful within
-one run; the report records the load average.
+Threads. Everything runs single-threaded except the 2-thread batch (pyser's own
+threads). Importing this module changes no thread setting (DESIGN rule 11) and
+imports nothing beyond numpy and pyser; `main` (the script) and ``pyser bench``
+wrap the run in `single_threaded`, which sets the limits for the run only:
+
+- torch: ``torch.set_num_threads(1)``, restored afterwards.
+- BLAS/OpenMP pools (numpy's OpenBLAS, used by the numpy, scipy and librosa
+  peers' Mel matmul): with threadpoolctl installed, limited to 1 for the run and
+  restored afterwards, whatever was imported before. Without threadpoolctl the
+  only lever is OMP_NUM_THREADS & co., which a BLAS library reads once, when
+  numpy loads it. ``python bench/bench_features.py`` sets them before importing
+  numpy, so they hold; under ``pyser bench`` and ``python -m`` numpy is already
+  loaded (``import pyser`` loads it), so they hold only if the shell exported
+  them beforehand; otherwise the report says so instead of claiming one thread.
+
+The report's "threads" line records what was in effect (the pools threadpoolctl
+saw, or the variables and whether they were set in time).
+
+Timed calls of different methods are interleaved round-robin so that load from
+other processes hits all of them alike, and the garbage collector is off while
+timing (as in timeit). Ratios are only meaningful within one run; the report
+records the load average.
 """
 
 from __future__ import annotations
-
-import os
-
-if __name__ == "__main__":
-    for _var in (
-        "OMP_NUM_THREADS",
-        "MKL_NUM_THREADS",
-        "OPENBLAS_NUM_THREADS",
-        "VECLIB_MAXIMUM_THREADS",
-        "NUMEXPR_NUM_THREADS",
-    ):
-        os.environ[_var] = "1"
 
 import argparse
 import contextlib
 import gc
 import importlib.metadata
 import math
+import os
 import platform
 import re
 import resource
@@ -77,7 +83,6 @@ N_MELS = 128
 AMIN = 1e-10
 CHUNK = 160  # 10 ms
 CONFIG = FeatureConfig()  # the paper's parameters are pyser's defaults
-REPO = Path(__file__).resolve().parents[1]
 DB_PER_NEPER = 10.0 / math.log(10.0)  # natural log -> dB
 INT16_SCALE = 32768.0  # kaldi-native-fbank expects int16-range samples
 
@@ -88,6 +93,8 @@ TARGET_BATCH_SPEEDUP = 1.8  # 2 threads ≥ 1.8× 1 thread
 
 @dataclass(frozen=True)
 class Settings:
+    """Sizes of one run. Nothing else changes between presets."""
+
     offline_seconds: float
     offline_warmup: int
     offline_repeats: int
@@ -96,10 +103,32 @@ class Settings:
     stream_rounds: int
     batch_size: int
     batch_repeats: int
+    # The parallel probe hashes 2 × probe_blocks × 8 MiB: 64 blocks (512 MiB per
+    # thread) last about as long as the 500-utterance batch.
+    probe_blocks: int = 64
+    overhead_calls: int = 20000  # calls per measurement in the profile section
+    perf_seconds: int = 60  # the C++ harness's signal, repeated perf_repeats times
+    perf_repeats: int = 20
 
 
+# The run RESULTS.md reports (~1 min on 2 quiet cores, perf included).
 FULL = Settings(60.0, 2, 15, 2.0, 20.0, 3, 500, 10)
-QUICK = Settings(10.0, 1, 3, 0.5, 3.0, 1, 50, 2)
+# `pyser bench`'s default (~30 s on 2 cores): the full sizes, fewer repeats.
+STANDARD = Settings(60.0, 1, 7, 2.0, 10.0, 2, 500, 4)
+# A smoke run: does everything work here.
+QUICK = Settings(10.0, 1, 3, 0.5, 3.0, 1, 50, 2, probe_blocks=8, perf_seconds=10, perf_repeats=5)
+
+
+def find_repo() -> Path | None:
+    """The source checkout this module runs from, or None for an installed package.
+
+    A checkout (plain or editable install) has ``bench/profile_frame.cpp`` and
+    ``csrc/`` two levels above this file; a wheel's ``site-packages`` has neither.
+    """
+    root = Path(__file__).resolve().parents[2]
+    if (root / "bench" / "profile_frame.cpp").is_file() and (root / "csrc").is_dir():
+        return root
+    return None
 
 
 # ---------------------------------------------------------------- signals
@@ -188,6 +217,11 @@ def p99(x: np.ndarray) -> float:
 # ---------------------------------------------------------------- peers
 
 
+def skipped(peer: str, error: ImportError, what: str = "offline peer") -> str:
+    """The report's note for a peer that could not be imported."""
+    return f"{peer}: not installed ({error}), {what} skipped."
+
+
 def mel_matrix() -> tuple[np.ndarray, str]:
     """(n_mels, n_fft/2+1) float32 Slaney Mel weights, from librosa when installed."""
     try:
@@ -260,15 +294,18 @@ def offline_peers(notes: list[str]) -> list[Peer]:
         Peer("numpy", numpy_peer, "strided frames · window → np.fft.rfft → |·|² @ Mel → log10"),
     ]
 
-    import scipy.fft
+    try:
+        import scipy.fft
 
-    def scipy_peer(x: np.ndarray) -> np.ndarray:
-        frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[::HOP]
-        spec = scipy.fft.rfft(frames * window, axis=1, workers=1, overwrite_x=True)
-        power = spec.real**2 + spec.imag**2
-        return 10.0 * np.log10(np.maximum(power @ mel_t, AMIN))
+        def scipy_peer(x: np.ndarray) -> np.ndarray:
+            frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[::HOP]
+            spec = scipy.fft.rfft(frames * window, axis=1, workers=1, overwrite_x=True)
+            power = spec.real**2 + spec.imag**2
+            return 10.0 * np.log10(np.maximum(power @ mel_t, AMIN))
 
-    peers.append(Peer("scipy.fft", scipy_peer, "as numpy with scipy.fft.rfft(workers=1)"))
+        peers.append(Peer("scipy.fft", scipy_peer, "as numpy with scipy.fft.rfft(workers=1)"))
+    except ImportError as e:
+        notes.append(skipped("scipy", e))
 
     try:
         import torch
@@ -293,8 +330,8 @@ def offline_peers(notes: list[str]) -> list[Peer]:
         peers.append(
             Peer("torch", torch_peer, "torch.stft(center=False) → re²+im² → Mel matmul → log10")
         )
-    except ImportError:
-        notes.append("torch: not installed, skipped.")
+    except ImportError as e:
+        notes.append(skipped("torch", e))
 
     try:
         import librosa
@@ -314,8 +351,8 @@ def offline_peers(notes: list[str]) -> list[Peer]:
             return (10.0 * np.log10(np.maximum(s, AMIN))).T
 
         peers.append(Peer("librosa", librosa_peer, "feature.melspectrogram(center=False) → dB"))
-    except ImportError:
-        notes.append("librosa: not installed, skipped.")
+    except ImportError as e:
+        notes.append(skipped("librosa", e))
 
     try:
         import kaldi_native_fbank as knf
@@ -342,8 +379,8 @@ def offline_peers(notes: list[str]) -> list[Peer]:
                 same_definition=False,
             )
         )
-    except ImportError:
-        notes.append("kaldi-native-fbank: not installed, skipped.")
+    except ImportError as e:
+        notes.append(skipped("kaldi-native-fbank", e))
 
     try:
         import python_speech_features as psf
@@ -374,8 +411,8 @@ def offline_peers(notes: list[str]) -> list[Peer]:
                 same_definition=False,
             )
         )
-    except ImportError:
-        notes.append("python_speech_features: not installed, skipped.")
+    except ImportError as e:
+        notes.append(skipped("python_speech_features", e))
     return peers
 
 
@@ -510,8 +547,8 @@ def bench_streaming(s: Settings, notes: list[str]) -> dict:
             lambda: KnfStream(True).accept_waveform,
             True,
         )
-    except ImportError:
-        notes.append("kaldi-native-fbank: not installed, streaming peer skipped.")
+    except ImportError as e:
+        notes.append(skipped("kaldi-native-fbank", e, "streaming peer"))
 
     # Correctness, untimed: pyser's stream equals its offline output bit for bit.
     sf = StreamingFeatures(CONFIG)
@@ -568,30 +605,34 @@ def bench_streaming(s: Settings, notes: list[str]) -> dict:
 
 BATCH_1 = "extract_features_batch, 1 thread"
 BATCH_2 = "extract_features_batch, 2 threads"
-PROBE_1 = "probe: sha256 of 2 × 512 MB, 1 thread"
-PROBE_2 = "probe: sha256 of 2 × 512 MB, 2 threads"
 
 
-def probe(num_threads: int) -> None:
+def probe_name(num_threads: int, blocks: int) -> str:
+    plural = "s" if num_threads > 1 else ""
+    return f"probe: sha256 of 2 × {8 * blocks} MB, {num_threads} thread{plural}"
+
+
+def probe(num_threads: int, blocks: int = 64) -> None:
     """A perfectly parallel reference load (hashlib releases the GIL): what 2 threads can
-    gain on this machine right now, whatever else it is running. Sized to last about as
-    long as the 500-utterance batch (~0.4 s per thread), so both see similar load."""
+    gain on this machine right now, whatever else it is running. With the default 64
+    blocks of 8 MiB it lasts about as long as the 500-utterance batch (~0.4 s per
+    thread), so both see similar load."""
     import hashlib
     import threading
 
     block = bytes(8 << 20)
 
-    def hash_512mb() -> None:
+    def hash_blocks() -> None:
         h = hashlib.sha256()
-        for _ in range(64):
+        for _ in range(blocks):
             h.update(block)
         h.digest()
 
     if num_threads == 1:
-        hash_512mb()
-        hash_512mb()
+        hash_blocks()
+        hash_blocks()
         return
-    threads = [threading.Thread(target=hash_512mb) for _ in range(2)]
+    threads = [threading.Thread(target=hash_blocks) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
@@ -603,11 +644,12 @@ def bench_batch(s: Settings) -> dict:
     audio_s = sum(u.size for u in utts) / SAMPLE_RATE
     one = extract_features_batch(utts[:20], CONFIG, num_threads=2)
     same = all(np.array_equal(a, extract_features(u, CONFIG)) for a, u in zip(one, utts[:20]))
+    probe_1, probe_2 = probe_name(1, s.probe_blocks), probe_name(2, s.probe_blocks)
     fns = {
         BATCH_1: lambda: extract_features_batch(utts, CONFIG, num_threads=1),
         BATCH_2: lambda: extract_features_batch(utts, CONFIG, num_threads=2),
-        PROBE_1: lambda: probe(1),
-        PROBE_2: lambda: probe(2),
+        probe_1: lambda: probe(1, s.probe_blocks),
+        probe_2: lambda: probe(2, s.probe_blocks),
     }
     # Contention diagnostics per call: process CPU seconds (all threads) and involuntary
     # context switches (a thread preempted because another process wanted its core).
@@ -626,10 +668,10 @@ def bench_batch(s: Settings) -> dict:
     times = interleaved({n: measured(n, f) for n, f in fns.items()}, 1, s.batch_repeats)
     b1, b2 = times[BATCH_1], times[BATCH_2]
     t1 = median(b1)
-    probe1 = median(times[PROBE_1])
+    probe1 = median(times[probe_1])
     # Per round (the four calls of a round run back to back, so they see similar load).
     paired = b1 / b2
-    probe_paired = times[PROBE_1] / times[PROBE_2]
+    probe_paired = times[probe_1] / times[probe_2]
     rows = [
         {
             "name": name,
@@ -649,7 +691,7 @@ def bench_batch(s: Settings) -> dict:
         "repeats": s.batch_repeats,
         "same": same,
         "speedup": t1 / median(b2),
-        "probe_speedup": median(times[PROBE_1]) / median(times[PROBE_2]),
+        "probe_speedup": median(times[probe_1]) / median(times[probe_2]),
         "paired": paired,
         "probe_paired": probe_paired,
     }
@@ -658,7 +700,7 @@ def bench_batch(s: Settings) -> dict:
 # ---------------------------------------------------------------- profile
 
 
-def bench_call_overhead(stream_pooled_us: np.ndarray, offline: dict) -> dict:
+def bench_call_overhead(stream_pooled_us: np.ndarray, offline: dict, reps: int = 20000) -> dict:
     """Python-level split of a streaming call: overhead, copy-in, per-frame compute."""
     x = speech_like(40 * CHUNK + N_FFT, seed=4)
     chunks = chunks_of(x)
@@ -666,7 +708,6 @@ def bench_call_overhead(stream_pooled_us: np.ndarray, offline: dict) -> dict:
     sf = StreamingFeatures(CONFIG)
     core = getattr(sf, "_stream", None)  # the pybind11 object under the facade
     n_zero = (N_FFT - 1) // CHUNK  # chunks of a fresh stream that complete no frame
-    reps = 20000
     clock = time.perf_counter_ns
 
     def loop(fn, arg, count):
@@ -709,6 +750,7 @@ def bench_call_overhead(stream_pooled_us: np.ndarray, offline: dict) -> dict:
         "one_frame_stream_section": median(stream_pooled_us),
         "offline_per_frame": 1e3 * pyser_row["median_ms"] / n_frames,
         "offline_seconds": offline["seconds"],
+        "calls": reps,
     }
 
 
@@ -749,17 +791,33 @@ def _perf_report(data: Path, sort: str) -> list[tuple[float, str]]:
     return rows
 
 
-def bench_perf(quick: bool) -> dict | None:
-    """perf samples per C++ stage (harness built from csrc/ with symbols) and per DSO of
-    a Python streaming loop. None when perf or a C++ compiler is missing."""
+def perf_unavailable(repo: Path | None) -> str | None:
+    """Why the perf profile cannot run here, or None when it can."""
+    if repo is None:
+        return (
+            "no per-stage C++ profile: bench/profile_frame.cpp and csrc/ are not here "
+            "(an installed package, not a source checkout)."
+        )
+    missing = [
+        tool for tool in ("perf", os.environ.get("CXX", "g++")) if shutil.which(tool) is None
+    ]
+    if missing:
+        return f"no per-stage C++ profile: {' and '.join(missing)} not found."
+    return None
+
+
+def bench_perf(s: Settings, repo: Path) -> dict:
+    """perf samples per C++ stage (harness built from the checkout's csrc/ with symbols)
+    and per DSO of a Python streaming loop. The caller checks for perf, g++ and the
+    checkout (``perf_unavailable``)."""
     perf, cxx = shutil.which("perf"), shutil.which(os.environ.get("CXX", "g++"))
     if perf is None or cxx is None:
-        return None
+        raise FileNotFoundError("perf or g++ not found")
     tmp = Path(tempfile.mkdtemp(prefix="pyser_perf_"))
     sources = [
-        REPO / "bench" / "profile_frame.cpp",
+        repo / "bench" / "profile_frame.cpp",
         *(
-            REPO / "csrc" / f
+            repo / "csrc" / f
             for f in (
                 "fft.cpp",
                 "window.cpp",
@@ -772,9 +830,9 @@ def bench_perf(quick: bool) -> dict | None:
     exe = tmp / "profile_frame"
     # The project's flags (CMakeLists.txt) plus symbols and frame pointers.
     flags = ["-std=c++17", "-O3", "-fno-math-errno", "-g", "-fno-omit-frame-pointer"]
-    build = [cxx, *flags, f"-I{REPO / 'csrc'}", *map(str, sources), "-o", str(exe), "-pthread"]
-    subprocess.run(build, check=True, capture_output=True)
-    seconds, repeats = ("10", "5") if quick else ("60", "20")
+    build = [cxx, *flags, f"-I{repo / 'csrc'}", *map(str, sources), "-o", str(exe), "-pthread"]
+    subprocess.run(build, check=True, capture_output=True, text=True)
+    seconds, repeats = str(s.perf_seconds), str(s.perf_repeats)
     data = tmp / "frame.data"
     run = subprocess.run(
         [perf, "record", "-F", "4000", "-g", "-o", str(data), str(exe), seconds, repeats],
@@ -796,6 +854,7 @@ def bench_perf(quick: bool) -> dict | None:
     os.mkfifo(ack)
     sdata = tmp / "stream.data"
     env = dict(os.environ, PYSER_PERF_CTL=str(ctl), PYSER_PERF_ACK=str(ack))
+    env.update(dict.fromkeys(THREAD_ENV_VARS, "1"))  # a fresh process: the variables hold
     subprocess.run(
         [
             perf,
@@ -809,11 +868,12 @@ def bench_perf(quick: bool) -> dict | None:
             "-o",
             str(sdata),
             sys.executable,
-            __file__,
+            "-m",
+            "pyser.benchmarks.features",
             "--workload",
             "stream",
             "--workload-seconds",
-            "60" if quick else "300",
+            str(5 * s.perf_seconds),
         ],
         capture_output=True,
         text=True,
@@ -857,36 +917,39 @@ def workload_stream(seconds: float) -> None:
 # ---------------------------------------------------------------- report
 
 
-def provenance(so_mtime_at_start: float) -> list[str]:
-    """Which build was timed: the extension's mtime against the newest csrc/ source."""
+def provenance(so_mtime_at_start: float, repo: Path | None) -> list[str]:
+    """Which build was timed: the extension's mtime against the newest csrc/ source
+    and the git HEAD, when running from a checkout."""
     from pyser import _core
 
     so = Path(_core.__file__)
-    newest = max((REPO / "csrc").glob("*.*"), key=lambda p: p.stat().st_mtime)
 
     def stamp(t: float) -> str:
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
 
-    lines = [
-        (
-            f"- timed extension: `{so.name}` built {stamp(so_mtime_at_start)}; newest csrc/ "
-            f"source `{newest.name}` modified {stamp(newest.stat().st_mtime)}"
-        )
-    ]
+    sources = list((repo / "csrc").glob("*.*")) if repo is not None else []
+    if sources:
+        newest = max(sources, key=lambda p: p.stat().st_mtime)
+        built = f"; newest csrc/ source `{newest.name}` modified {stamp(newest.stat().st_mtime)}"
+    else:
+        built = f" (pyser {version('pyser')} installed from a package, no csrc/ to compare)"
+    lines = [f"- timed extension: `{so.name}` built {stamp(so_mtime_at_start)}{built}"]
     if so.stat().st_mtime != so_mtime_at_start:
         lines.append(
             f"- **the extension was rebuilt during the run** ({stamp(so.stat().st_mtime)}); "
             "the timed code is the one loaded at the start"
         )
+    if repo is None:
+        return lines
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         head = subprocess.run(
-            ["git", "-C", str(REPO), "log", "-1", "--format=%h %s"],
+            ["git", "-C", str(repo), "log", "-1", "--format=%h %s"],
             capture_output=True,
             text=True,
             check=False,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain", "csrc"],
+            ["git", "-C", str(repo), "status", "--porcelain", "csrc"],
             check=False,
             capture_output=True,
             text=True,
@@ -903,7 +966,8 @@ def version(dist: str) -> str:
         return "not installed"
 
 
-def machine() -> list[str]:
+def machine(threads: str | None = None) -> list[str]:
+    """The report's machine lines; ``threads`` is what `single_threaded` put in effect."""
     model = platform.processor() or "?"
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
@@ -914,12 +978,12 @@ def machine() -> list[str]:
         cpuinfo = Path("/proc/cpuinfo").read_text()
         have = set(re.search(r"flags\s*:\s*(.*)", cpuinfo).group(1).split())
         flags = ", ".join(f for f in ("avx2", "fma", "avx512f") if f in have)
-    threads = {v: os.environ.get(v, "unset") for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    torch_threads = "n/a"
-    with contextlib.suppress(ImportError):
-        import torch
-
-        torch_threads = str(torch.get_num_threads())
+    if threads is None:
+        env = {v: os.environ.get(v, "unset") for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+        torch_threads = "n/a"
+        if "torch" in sys.modules:
+            torch_threads = str(sys.modules["torch"].get_num_threads())
+        threads = f"{env}, torch.get_num_threads() = {torch_threads}"
     return [
         f"- CPU: {model}, {os.cpu_count()} logical cores ({flags})",
         f"- OS: {platform.platform()}",
@@ -929,7 +993,7 @@ def machine() -> list[str]:
             f"kaldi-native-fbank {version('kaldi-native-fbank')}, python_speech_features "
             f"{version('python_speech_features')}, pyser {version('pyser')}"
         ),
-        f"- threads: {threads}, torch.get_num_threads() = {torch_threads}",
+        f"- threads: {threads}",
     ]
 
 
@@ -941,12 +1005,23 @@ def fmt(x: float, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
-def report(offline, stream, batch, overhead, perf, notes, loads, load1, wall, so_mtime) -> str:
-    load0 = loads[0]
-    out: list[str] = ["# pyser feature benchmark", ""]
-    out += [f"`{' '.join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])}`", ""]
-    out += machine()
-    out += provenance(so_mtime)
+def report(
+    results: dict,
+    notes: list[str],
+    command: str | None = None,
+    extra_sections: tuple[str, ...] = (),
+    title: str = "pyser feature benchmark",
+) -> str:
+    """The Markdown report of `run_features`' results. ``extra_sections`` (Markdown
+    with their own ``##`` headings) go after the feature sections, before the notes."""
+    offline, stream, batch = results["offline"], results["stream"], results["batch"]
+    overhead, perf, loads = results["overhead"], results["perf"], results["loads"]
+    load0, load1, wall = loads[0], results["load_end"], results["wall"]
+    if command is None:
+        command = shlex.join([Path(sys.executable).name, *sys.argv])
+    out: list[str] = [f"# {title}", "", f"`{command}`", ""]
+    out += machine(results["threads"])
+    out += provenance(results["so_mtime"], results["repo"])
     out += [
         (
             f"- load average (1 min) at start {load0:.2f}, at end {load1:.2f}; before the "
@@ -1093,7 +1168,7 @@ def report(offline, stream, batch, overhead, perf, notes, loads, load1, wall, so
     out += [
         "## 4. Profile: where a streaming call's time goes",
         "",
-        "Medians of 20 000 calls each, same process:",
+        f"Medians of {o['calls']:_} calls each, same process:".replace("_", " "),
         "",
         "| call | median µs |",
         "|---|---:|",
@@ -1122,7 +1197,7 @@ def report(offline, stream, batch, overhead, perf, notes, loads, load1, wall, so
         "",
     ]
     if perf is None:
-        out += ["perf or g++ not found: no per-stage C++ profile.", ""]
+        out += [f"{results['perf_skipped']}", ""]
     else:
         # One 10 ms chunk (one frame), end to end: the measured Python-level parts, and the
         # measured frame compute split by the perf shares of the C++ stages.
@@ -1201,12 +1276,131 @@ def report(offline, stream, batch, overhead, perf, notes, loads, load1, wall, so
         for pct, dso in perf["by_dso"]:
             out.append(f"| {pct:.1f}% | {dso} |")
         out.append("")
+    for section in extra_sections:
+        out += [section.rstrip("\n"), ""]
     if notes:
         out += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     return "\n".join(out)
 
 
-def main(argv: list[str] | None = None) -> int:
+# ---------------------------------------------------------------- running
+
+
+# Read by BLAS/OpenMP libraries once, when they load: only a fresh process can set them
+# in time (bench/bench_features.py does; it keeps its own copy of this list).
+THREAD_ENV_VARS = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
+@contextlib.contextmanager
+def single_threaded(env_pinned: bool = False) -> Iterator[str]:
+    """One thread for torch and the BLAS/OpenMP pools inside the block, restored after.
+
+    Yields a line for the report saying what is in effect. ``env_pinned``: the caller
+    set THREAD_ENV_VARS to 1 before numpy was imported (only a fresh process can).
+    """
+    import scipy.signal  # noqa: F401  (load scipy's BLAS now, so the limits reach it)
+
+    torch = None
+    with contextlib.suppress(ImportError):
+        import torch
+    torch_before = torch.get_num_threads() if torch is not None else None
+    with contextlib.ExitStack() as stack:
+        if torch is not None:
+            torch.set_num_threads(1)
+            stack.callback(torch.set_num_threads, torch_before)
+        torch_line = (
+            f"torch.get_num_threads() = {torch.get_num_threads()} (was {torch_before})"
+            if torch is not None
+            else "torch not installed"
+        )
+        try:
+            from threadpoolctl import threadpool_info, threadpool_limits
+        except ImportError:
+            env = {v: os.environ.get(v, "unset") for v in THREAD_ENV_VARS[:3]}
+            # Values inherited from the shell were there before numpy loaded, too.
+            if env_pinned or all(value == "1" for value in env.values()):
+                pools = f"BLAS/OpenMP variables {env}, set before numpy was imported"
+            else:
+                pools = (
+                    f"BLAS/OpenMP variables {env} at the start: threadpoolctl is not "
+                    "installed and numpy was imported before they could be set, so "
+                    "**BLAS may use several threads** in the numpy/scipy/librosa peers' "
+                    "Mel matmul (install threadpoolctl, export OMP_NUM_THREADS=1 "
+                    "OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 first, or run "
+                    "`python bench/bench_features.py` from a checkout)"
+                )
+        else:
+            stack.enter_context(threadpool_limits(limits=1))
+            found = ", ".join(  # e.g. "libscipy_openblas64_.so 1" (numpy's OpenBLAS)
+                f"{re.sub(r'-[0-9a-f]{8,}', '', Path(p.get('filepath', '?')).name)} "
+                f"{p.get('num_threads', '?')}"
+                for p in threadpool_info()
+            )
+            pools = f"BLAS/OpenMP pools limited by threadpoolctl: {found or 'none loaded'}"
+        yield f"{pools}; {torch_line}"
+
+
+def run_features(
+    s: Settings, perf: bool, notes: list[str], threads: str, progress: bool = True
+) -> dict:
+    """Sections 1-4 with settings ``s``; the results for `report`. Notes (peers skipped,
+    perf failures) are appended to ``notes``. The caller sets the threads
+    (`single_threaded`) and passes its line as ``threads``."""
+    from pyser import _core
+
+    def say(what: str) -> None:
+        if progress:
+            print(f"{what} …", file=sys.stderr, flush=True)
+
+    repo = find_repo()
+    so_mtime = Path(_core.__file__).stat().st_mtime
+    loads, start = [os.getloadavg()[0]], time.perf_counter()
+    say("offline")
+    offline = bench_offline(s, notes)
+    loads.append(os.getloadavg()[0])
+    say("streaming")
+    stream = bench_streaming(s, notes)
+    loads.append(os.getloadavg()[0])
+    say("batch")
+    batch = bench_batch(s)
+    loads.append(os.getloadavg()[0])
+    say("profile")
+    overhead = bench_call_overhead(stream["pooled"]["pyser"], offline, s.overhead_calls)
+    perf_result, perf_skipped = None, "perf profile not run (--quick or --no-perf)."
+    if perf:
+        perf_skipped = perf_unavailable(repo)
+        if perf_skipped is None:
+            try:
+                perf_result = bench_perf(s, repo)
+            except (subprocess.CalledProcessError, OSError) as e:
+                detail = getattr(e, "stderr", "") or ""
+                perf_skipped = "perf profile failed (see the notes)."
+                notes.append(f"perf profile failed: {e} {detail[-300:]}")
+    return {
+        "offline": offline,
+        "stream": stream,
+        "batch": batch,
+        "overhead": overhead,
+        "perf": perf_result,
+        "perf_skipped": perf_skipped,
+        "loads": loads,
+        "load_end": os.getloadavg()[0],
+        "wall": time.perf_counter() - start,
+        "so_mtime": so_mtime,
+        "repo": repo,
+        "threads": threads,
+    }
+
+
+def main(argv: list[str] | None = None, *, env_pinned: bool = False) -> int:
+    """The script's command line (``python bench/bench_features.py``): a full run by
+    default. ``env_pinned``: THREAD_ENV_VARS were set to 1 before numpy was imported."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short smoke run")
     parser.add_argument("--out", type=Path, help="also write the Markdown report here")
@@ -1216,7 +1410,7 @@ def main(argv: list[str] | None = None) -> int:
         dest="perf",
         action="store_true",
         default=None,
-        help="run the perf profile (default: on for full runs)",
+        help="run the perf profile (default: on for full runs, from a source checkout)",
     )
     perf_group.add_argument("--no-perf", dest="perf", action="store_false")
     parser.add_argument("--workload", choices=["stream"], help=argparse.SUPPRESS)
@@ -1227,47 +1421,13 @@ def main(argv: list[str] | None = None) -> int:
         workload_stream(args.workload_seconds)
         return 0
 
-    with contextlib.suppress(ImportError):
-        import torch
-
-        torch.set_num_threads(1)
     s = QUICK if args.quick else FULL
     notes: list[str] = []
-    from pyser import _core
-
-    so_mtime = Path(_core.__file__).stat().st_mtime
-    loads, start = [os.getloadavg()[0]], time.perf_counter()
-    print("offline …", file=sys.stderr)
-    offline = bench_offline(s, notes)
-    loads.append(os.getloadavg()[0])
-    print("streaming …", file=sys.stderr)
-    stream = bench_streaming(s, notes)
-    loads.append(os.getloadavg()[0])
-    print("batch …", file=sys.stderr)
-    batch = bench_batch(s)
-    loads.append(os.getloadavg()[0])
-    print("profile …", file=sys.stderr)
-    overhead = bench_call_overhead(stream["pooled"]["pyser"], offline)
-    do_perf = (not args.quick) if args.perf is None else args.perf
-    perf = None
-    if do_perf:
-        try:
-            perf = bench_perf(args.quick)
-        except (subprocess.CalledProcessError, OSError) as e:
-            detail = getattr(e, "stderr", "") or ""
-            notes.append(f"perf profile failed: {e} {detail[-300:]}")
-    text = report(
-        offline,
-        stream,
-        batch,
-        overhead,
-        perf,
-        notes,
-        loads,
-        os.getloadavg()[0],
-        time.perf_counter() - start,
-        so_mtime,
-    )
+    with single_threaded(env_pinned) as threads:
+        results = run_features(
+            s, (not args.quick) if args.perf is None else args.perf, notes, threads
+        )
+    text = report(results, notes)
     print(text)
     if args.out:
         args.out.write_text(text + "\n")
