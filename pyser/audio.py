@@ -285,7 +285,7 @@ def _input_devices(pa: Any) -> list[InputDevice]:
     except OSError as exc:
         raise _device_error("cannot list audio devices", exc) from None
     return [InputDevice(int(d["index"]), str(d["name"]), int(d["maxInputChannels"]),
-                        int(round(float(d["defaultSampleRate"]))), int(d["index"]) == default)
+                        round(float(d["defaultSampleRate"])), int(d["index"]) == default)
             for d in infos if int(d.get("maxInputChannels", 0)) > 0]
 
 

@@ -585,7 +585,8 @@ def _register_plugins(sub: argparse._SubParsersAction) -> None:
 def _build_parser() -> argparse.ArgumentParser:
     from pyser import __version__
 
-    parser = argparse.ArgumentParser(prog="pyser", description="Streaming speech emotion recognition.")
+    parser = argparse.ArgumentParser(prog="pyser",
+                                     description="Streaming speech emotion recognition.")
     parser.add_argument("--version", action="version", version=f"pyser {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
