@@ -1,7 +1,8 @@
 """The ``pyser`` command.
 
 Verbs here: ``listen`` (microphone), ``stream FILE`` (a file through the same streaming
-path), ``predict FILE...`` (whole files, or a per-segment timeline) and ``features``.
+path), ``predict FILE...`` (whole files, or a per-segment timeline), ``features`` and
+``bench`` (:mod:`pyser.benchmarks.command`).
 Other packages add verbs through the ``pyser.commands`` entry-point group: each entry is a
 ``register(subparsers)`` callable (the training package registers train, evaluate, export
 and experiment that way), so ``pyser`` itself never imports them.
@@ -641,6 +642,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_features)
 
+    from pyser.benchmarks import command as bench  # standard library only until it runs
+
+    bench.register(sub)
     _register_plugins(sub)
     return parser
 
