@@ -359,3 +359,56 @@ def test_batched_bad_chunk_keeps_the_other_streams_going(rec, speech):
         rec.accept_waveforms([streams[0], streams[0]], [speech[:10], speech[:10]])
     with pytest.raises(ValueError, match="2 chunks"):
         rec.accept_waveforms(streams, [speech[:10], speech[:10]])
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * 4096 / 2**20
+
+
+@pytest.mark.slow
+def test_soak_one_hour_through_one_stream(rec, data_root):
+    """One hour of speech, silence and noise through one stream as fast as it goes: memory
+    stays flat, and the events are complete and in order (none lost or duplicated)."""
+    clips = sorted((data_root / "ravdess").glob("Actor_0[1-3]/*.flac"))[:24]
+    clips = [sf.read(p, dtype="float32")[0] for p in clips]
+    rng = np.random.default_rng(5)
+    stream = rec.create_stream(smoothing_s=1.0)
+    counts = {"speech_start": 0, "speech_end": 0, "partial": 0, "utterance": 0}
+    last_time, open_start, last_partial_end, rss = -1.0, None, None, {}
+    total, chunk = 0, 1600
+    while total < 3600 * SR:
+        gap = rng.uniform(0.8, 3.0)
+        noise = rng.uniform(0, 0.003) * rng.standard_normal(int(gap * SR))
+        piece = np.concatenate([noise.astype(np.float32), clips[rng.integers(len(clips))]])
+        for pos in range(0, len(piece), chunk):
+            for e in stream.accept_waveform(piece[pos : pos + chunk]):
+                counts[e.type] += 1
+                t = e.time if isinstance(e, (SpeechStart, SpeechEnd)) else e.end
+                if isinstance(e, SpeechStart):
+                    assert open_start is None and e.time > last_time
+                    open_start, last_partial_end = e.time, None
+                elif isinstance(e, Partial):
+                    assert open_start is not None and e.start >= open_start
+                    if last_partial_end is not None:  # exactly one hop after the previous
+                        assert e.end - last_partial_end == pytest.approx(stream.hop_s)
+                    last_partial_end = e.end
+                elif isinstance(e, Utterance):
+                    assert open_start is not None and e.start == open_start
+                else:
+                    assert open_start is not None
+                    open_start = None
+                last_time = max(last_time, t)
+        total += len(piece)
+        minute = total // (60 * SR)
+        if minute in (10, 59) and minute not in rss:
+            rss[minute] = _rss_mb()
+    counts_end = stream.flush()
+    for e in counts_end:
+        counts[e.type] += 1
+    print(f"soak: {total / SR / 3600:.2f} h, events {counts}, RSS at 10 min "
+          f"{rss[10]:.1f} MB, at 59 min {rss[59]:.1f} MB")
+    assert counts["speech_start"] == counts["speech_end"] == counts["utterance"]
+    assert counts["speech_start"] > 500 and counts["partial"] > counts["speech_start"]
+    assert rss[59] - rss[10] < 20  # MB: flat, not growing with the hour
