@@ -118,6 +118,18 @@ def _reverse_within_length(h: Tensor, lengths: Tensor) -> Tensor:
     return h.gather(1, index.unsqueeze(2).expand(-1, -1, h.size(2)))
 
 
+def _max_pool_2x2(h: Tensor) -> Tensor:
+    """``nn.MaxPool2d(2, 2)`` of ``h`` (B, C, T, F) as two element-wise maxima of strided views.
+
+    The same values (floor mode: an odd last row or column is dropped) about ten times
+    faster than ATen's CPU max-pool, which also computes argmax indices and took a quarter
+    of the CNN's time at streaming sizes.
+    """
+    t, f = h.size(2) // 2 * 2, h.size(3) // 2 * 2
+    h = torch.maximum(h[:, :, 0:t:2], h[:, :, 1:t:2])
+    return torch.maximum(h[:, :, :, 0:f:2], h[:, :, :, 1:f:2])
+
+
 def _take_step(h: Tensor, index: Tensor) -> Tensor:
     """Row b of the result is ``h[b, index[b]]`` for ``h`` (B, T, D) and ``index`` (B,)."""
     return h.gather(1, index.view(-1, 1, 1).expand(-1, 1, h.size(2))).squeeze(1)
@@ -179,7 +191,6 @@ class CRNN(nn.Module):
         self.conv2 = nn.Conv2d(c1, c2, kernel_size=3)
         self.conv3 = nn.Conv2d(c2, c3, kernel_size=3)
         self.conv4 = nn.Conv2d(c3, c4, kernel_size=3)
-        self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
         self.gru_fw = nn.GRU(self.rnn_input_size, GRU_HIDDEN, batch_first=True)
         self.gru_bw = nn.GRU(self.rnn_input_size, GRU_HIDDEN, batch_first=True)
         self.fc1 = nn.Linear(2 * GRU_HIDDEN, EMBEDDING_DIM)
@@ -305,19 +316,19 @@ class CRNN(nn.Module):
         h = torch.relu(self.conv2(h))
         lengths = _valid_length(lengths, 3, 1)
         h = _mask_time(h, lengths)
-        h = self.pool(h)
+        h = _max_pool_2x2(h)
         lengths = _valid_length(lengths, 2, 2)
         h = _mask_time(h, lengths)
         h = torch.relu(self.conv3(h))
         lengths = _valid_length(lengths, 3, 1)
         h = _mask_time(h, lengths)
-        h = self.pool(h)
+        h = _max_pool_2x2(h)
         lengths = _valid_length(lengths, 2, 2)
         h = _mask_time(h, lengths)
         h = torch.relu(self.conv4(h))
         lengths = _valid_length(lengths, 3, 1)
         h = _mask_time(h, lengths)
-        h = self.pool(h)
+        h = _max_pool_2x2(h)
         lengths = _valid_length(lengths, 2, 2)
         h = _mask_time(h, lengths)
         # (B, C, T', F') -> (B, T', F', C) -> (B, T', F' * C)

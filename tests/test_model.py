@@ -63,14 +63,15 @@ def metadata() -> ModelMetadata:
 def _raw_cnn_steps(model: CRNN, frames: int) -> int:
     """Time steps after the bare torch conv/pool layers (no masking, no padding)."""
     h = torch.zeros(1, 1, frames, model.n_bins)
+    pool = torch.nn.MaxPool2d(2, 2)
     for layer in (
         model.conv1,
         model.conv2,
-        model.pool,
+        pool,
         model.conv3,
-        model.pool,
+        pool,
         model.conv4,
-        model.pool,
+        pool,
     ):
         h = layer(h)
     return h.shape[2]
@@ -85,6 +86,14 @@ def test_length_formula_matches_the_torch_layers(mel):
     assert cnn_output_length(48) == 0
     assert min_input_frames() == 49
     assert mel.min_frames == 49
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 8, 8), (2, 5, 37, 61), (1, 1, 2, 3), (2, 4, 9, 2)])
+def test_max_pool_equals_torch_max_pool(shape):
+    from pyser.model import _max_pool_2x2
+
+    h = torch.randn(shape)
+    assert torch.equal(_max_pool_2x2(h), torch.nn.functional.max_pool2d(h, 2, 2))
 
 
 @pytest.mark.parametrize(("n_bins", "width"), [(128, 480), (513, 2880)])
@@ -280,6 +289,7 @@ def test_save_load_round_trip(tmp_path, metadata):
         "n_classes": 4,
         "min_frames": 49,
         "embedding_dim": 64,
+        "rnn_input_size": 480,
     }
     assert meta == written
     torch.testing.assert_close(loaded.norm_mean, model.norm_mean, rtol=0, atol=0)

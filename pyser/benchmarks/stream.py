@@ -1,0 +1,256 @@
+"""Streaming emotion recognition: per-hop latency and streams per core, one thread.
+
+Measured on the bundled model (or a random-weight CRNN of the same shape when none is
+bundled; the weights do not change the cost), window 3 s, hop 0.48 s, continuous speech
+(VAD off, so that every hop is scored: the worst case):
+
+* per-hop latency: 10 ms chunks go into one stream; the calls that complete a hop return
+  its ``Partial`` event, and their duration is the delay from the hop's last sample to
+  its event (audio buffering adds up to one chunk on top). Cached CNN against a full
+  recompute of the window, TorchScript against ONNX Runtime against eager PyTorch, in
+  rotation so that drift hits all alike; median and p99 over the steady state (window
+  full).
+* where a hop's time goes: the CNN over the hop's new frames, the BiGRU + FC over the
+  window, the rest (features, VAD, bookkeeping).
+* streams per core: M streams of 0.16 s chunks, stream by stream or batched through
+  ``Recognizer.accept_waveforms``; capacity = M x audio seconds / wall seconds, i.e. how
+  many real-time streams this core sustains at that load.
+
+``run_stream_benchmark(quick)`` returns the Markdown section; ``pyser bench`` prints it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["run_stream_benchmark"]
+
+SR = 16000
+WINDOW_S, HOP_S = 3.0, 0.48
+CHUNK = 160  # 10 ms
+
+
+@dataclass(frozen=True)
+class _Sizes:
+    hops: int  # timed hops per configuration
+    streams: tuple[int, ...]  # M for the streams-per-core runs
+    stream_audio_s: float  # audio per stream in those runs
+
+
+_QUICK = _Sizes(hops=12, streams=(16,), stream_audio_s=4.0)
+_FULL = _Sizes(hops=200, streams=(64, 256), stream_audio_s=10.0)
+
+
+class _EagerBackend:
+    """The eager ``nn.Module`` behind a TorchScript model file (for comparison only)."""
+
+    name = "eager"
+
+    def __init__(self, scripted_backend) -> None:
+        import torch
+
+        from pyser.model import CRNN
+
+        module = scripted_backend.module
+        self._torch = torch
+        self.metadata = scripted_backend.metadata
+        self.rnn_input_size = scripted_backend.rnn_input_size
+        self.module = CRNN(int(module.n_bins), int(module.n_classes))
+        self.module.load_state_dict(module.state_dict())
+        self.module.eval()
+
+    def cnn(self, x, lengths):
+        torch = self._torch
+        with torch.inference_mode():
+            h, n = self.module.cnn(torch.from_numpy(x), torch.from_numpy(lengths))
+        return h.numpy(), n.numpy()
+
+    def head(self, h, lengths):
+        torch = self._torch
+        with torch.inference_mode():
+            logits, z = self.module.head(torch.from_numpy(h), torch.from_numpy(lengths))
+        return logits.numpy(), z.numpy()
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _recognizers(notes: list[str]) -> dict:
+    """name -> Recognizer: torchscript, onnx (when available), eager."""
+    import tempfile
+
+    from pyser.stream import Recognizer, bundled_model_path
+
+    out = {}
+    try:
+        path = bundled_model_path("torchscript")
+        source = f"the bundled model ({path.name})"
+    except FileNotFoundError:
+        from pyser.features import FeatureConfig
+        from pyser.model import CRNN, ModelMetadata, save_model
+
+        path = __import__("pathlib").Path(tempfile.mkdtemp()) / "random.pt"
+        save_model(path, CRNN(), ModelMetadata(["neutral", "angry", "happy", "sad"],
+                                               FeatureConfig()))
+        source = "a random-weight CRNN (no bundled model)"
+    out["torchscript"] = Recognizer.load(path)
+    try:
+        out["onnx"] = Recognizer.load(bundled_model_path("onnx"), num_threads=1)
+    except (FileNotFoundError, ImportError, ValueError) as exc:
+        notes.append(f"ONNX Runtime skipped: {exc}")
+    out["eager"] = Recognizer(_EagerBackend(out["torchscript"].backend))
+    notes.append(f"Model: {source}.")
+    return out
+
+
+def _speech(seconds: float, seed: int) -> np.ndarray:
+    from pyser.benchmarks.features import speech_like
+
+    return speech_like(int(seconds * SR), seed)
+
+
+def _hop_latency(recognizers: dict, hops: int) -> dict[str, np.ndarray]:
+    """Seconds of each steady-state hop call, per configuration, measured in rotation."""
+    configs = {f"{name} {'cached' if cache else 'full recompute'}": (rec, cache)
+               for name, rec in recognizers.items() for cache in (True, False)}
+    warm = int(WINDOW_S / HOP_S) + 2  # hops until the window is full, and some
+    audio = _speech((warm + hops + 1) * HOP_S + WINDOW_S, seed=3)
+    streams = {k: rec.create_stream(WINDOW_S, HOP_S, vad=None, cache_cnn=cache)
+               for k, (rec, cache) in configs.items()}
+    times: dict[str, list[float]] = {k: [] for k in configs}
+    positions = dict.fromkeys(configs, 0)
+    from pyser.benchmarks.features import gc_off
+
+    with gc_off():
+        for r in range(warm + hops):
+            names = list(configs)
+            k = r % len(names)
+            for name in names[k:] + names[:k]:
+                stream, pos = streams[name], positions[name]
+                while True:  # feed 10 ms chunks until one completes a hop
+                    chunk = audio[pos : pos + CHUNK]
+                    pos += CHUNK
+                    t0 = time.perf_counter_ns()
+                    events = stream.accept_waveform(chunk)
+                    dt = (time.perf_counter_ns() - t0) * 1e-9
+                    if any(e.type == "partial" for e in events):
+                        break
+                positions[name] = pos
+                if r >= warm:
+                    times[name].append(dt)
+    return {k: np.array(v) for k, v in times.items()}
+
+
+def _hop_profile(rec, repeats: int) -> dict[str, float]:
+    """Median seconds of the CNN over one hop's new frames and the head over a full window."""
+    from pyser.stream import FIELD, STRIDE, _steps
+
+    stream = rec.create_stream(WINDOW_S, HOP_S, vad=None)
+    new_frames = (stream.hop_steps - 1) * STRIDE + FIELD
+    steps = _steps(int(WINDOW_S * 100))
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((1, new_frames, rec.feature_config.n_bins)) * 10 - 40).astype(
+        np.float32)
+    h = np.abs(rng.standard_normal((1, steps, rec.backend.rnn_input_size))).astype(np.float32)
+    timings = {}
+    for name, fn in (("cnn", lambda: rec.backend.cnn(x, np.array([new_frames]))),
+                     ("head", lambda: rec.backend.head(h, np.array([steps])))):
+        for _ in range(5):
+            fn()
+        samples = []
+        for _ in range(repeats):
+            t0 = time.perf_counter_ns()
+            fn()
+            samples.append((time.perf_counter_ns() - t0) * 1e-9)
+        timings[name] = float(np.median(samples))
+    timings["new_frames"], timings["steps"] = new_frames, steps
+    return timings
+
+
+def _capacity(rec, m: int, audio_s: float, batched: bool) -> float:
+    """Real-time streams this core sustains: M x audio seconds / wall seconds."""
+    chunk = int(0.16 * SR)
+    audio = _speech(audio_s + 4.0, seed=11)
+    offsets = np.random.default_rng(m).integers(0, 4 * SR, size=m)
+    streams = [rec.create_stream(WINDOW_S, HOP_S, vad=None) for _ in range(m)]
+    n_chunks = int(audio_s * SR) // chunk
+    warm = 3  # the first chunks of every stream, before timing
+    from pyser.benchmarks.features import gc_off
+
+    with gc_off():
+        for i in range(n_chunks):
+            if i == warm:
+                t0 = time.perf_counter()
+            chunks = [audio[o + i * chunk : o + (i + 1) * chunk] for o in offsets]
+            if batched:
+                rec.accept_waveforms(streams, chunks)
+            else:
+                for s, c in zip(streams, chunks):
+                    s.accept_waveform(c)
+        wall = time.perf_counter() - t0
+    return m * (n_chunks - warm) * chunk / SR / wall
+
+
+def _ms(x: float) -> str:
+    return f"{x * 1e3:.2f}"
+
+
+def run_stream_benchmark(quick: bool = False) -> str:
+    """The streaming section of ``pyser bench`` as Markdown (``## Streaming ...``)."""
+    sizes = _QUICK if quick else _FULL
+    notes: list[str] = []
+    with _one_thread():
+        recognizers = _recognizers(notes)
+        latency = _hop_latency(recognizers, sizes.hops)
+        profile = _hop_profile(recognizers["torchscript"], 50 if quick else 300)
+        capacity = []
+        for m in sizes.streams:
+            for batched in (False, True):
+                capacity.append((m, batched, _capacity(recognizers["torchscript"], m,
+                                                       sizes.stream_audio_s, batched)))
+    lines = [
+        "## Streaming emotion recognition (one thread)",
+        "",
+        f"Window {WINDOW_S} s, hop {HOP_S} s, 10 ms chunks, continuous speech (VAD off: every"
+        f" hop scored), {sizes.hops} timed hops per row after the window filled, rows run in "
+        "rotation. A hop's latency is the duration of the call that completes it, i.e. the "
+        "delay from the hop's last sample to its event.",
+        "",
+        "| backend, CNN | hop median (ms) | hop p99 (ms) | vs TorchScript cached (median) |",
+        "|---|---:|---:|---:|",
+    ]
+    base = float(np.median(latency["torchscript cached"]))
+    for name, t in latency.items():
+        lines.append(f"| {name} | {_ms(np.median(t))} | {_ms(np.percentile(t, 99))} | "
+                     f"{np.median(t) / base:.2f}× |")
+    hop = float(np.median(latency["torchscript cached"]))
+    rest = hop - profile["cnn"] - profile["head"]
+    lines += [
+        "",
+        f"Where a cached TorchScript hop goes (medians of isolated calls): CNN over the hop's "
+        f"{profile['new_frames']} new frames {_ms(profile['cnn'])} ms, BiGRU + FC over the "
+        f"{profile['steps']}-step window {_ms(profile['head'])} ms, the rest (features, VAD, "
+        f"bookkeeping, Python) about {_ms(max(rest, 0.0))} ms.",
+        "",
+        "| streams M | model calls | real-time streams sustained (M × audio s / wall s) |",
+        "|---:|---|---:|",
+    ]
+    for m, batched, cap in capacity:
+        how = "batched (`accept_waveforms`)" if batched else "stream by stream"
+        lines.append(f"| {m} | {how} | {cap:.0f} |")
+    lines += ["", *(f"- {n}" for n in notes), ""]
+    return "\n".join(lines)
