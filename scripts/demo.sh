@@ -1,17 +1,40 @@
 #!/usr/bin/env bash
-# Sets everything up, then runs pyser on a 3 s test signal it generates
-# (a gliding harmonic tone with noise; any WAV/FLAC file works the same way).
+# Sets everything up, then recognises emotion in speech with the bundled model:
+#   - from the microphone (`pyser listen`, Ctrl-C to stop) where an input device exists;
+#   - otherwise from a speech clip: a real one from the corpora in ../shared/data when they
+#     are there, else one that espeak-ng synthesises (synthetic speech carries no real
+#     emotion: it only shows the pipeline working).
+# Arguments are passed to `pyser listen` (e.g. --json, --device 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+PYSER=.venv/bin/pyser
+
+if .venv/bin/python -c "import sys; from pyser.audio import list_input_devices
+sys.exit(0 if list_input_devices() else 1)" 2>/dev/null; then
+  echo "==> pyser listen: speak into the microphone, Ctrl-C to stop"
+  exec "$PYSER" listen "$@"
+fi
+
+echo "==> no microphone (PortAudio lists no input device): recognising a speech clip instead"
 mkdir -p demo
-.venv/bin/python - <<'PY'
-import numpy as np, soundfile as sf
-sr, t = 16000, np.arange(3 * 16000) / 16000
-f0 = 140 + 60 * np.sin(2 * np.pi * 0.5 * t)
-phase = 2 * np.pi * np.cumsum(f0) / sr
-y = sum(np.sin(k * phase) / k for k in range(1, 15)) * (0.6 + 0.4 * np.sin(2 * np.pi * 2 * t))
-y += 0.02 * np.random.default_rng(0).standard_normal(len(t))
-sf.write("demo/tone.wav", (0.3 * y / np.abs(y).max()).astype(np.float32), sr, subtype="PCM_16")
-PY
-.venv/bin/pyser features demo/tone.wav --png demo/tone.png
+clip=""
+# Angry speech of speakers in the interim model's test fold (not trained on).
+for candidate in ../shared/data/ravdess/Actor_02/03-01-05-02-01-01-02.flac \
+                 ../shared/data/emodb/wav/03a01Wa.flac; do
+  if [ -f "$candidate" ]; then clip=$candidate; break; fi
+done
+if [ -z "$clip" ]; then
+  clip=demo/speech.wav
+  echo "    (no corpus clip found; synthesising one with espeak-ng: synthetic speech carries no"
+  echo "     real emotion, so this only shows the pipeline working)"
+  espeak-ng -w "$clip" "I can't believe you did that again. This is absolutely unacceptable!"
+else
+  echo "    clip: $clip (acted anger by a speaker the bundled model did not train on)"
+fi
+echo "==> pyser stream $clip  (the streaming path, as the microphone would feed it)"
+"$PYSER" stream "$clip"
+echo "==> pyser predict $clip  (the whole file at once)"
+"$PYSER" predict "$clip"
+echo
+echo "For any sound file: .venv/bin/pyser stream FILE  |  .venv/bin/pyser predict FILE --timeline"
