@@ -280,6 +280,7 @@ def test_save_load_round_trip(tmp_path, metadata):
         "n_classes": 4,
         "min_frames": 49,
         "embedding_dim": 64,
+        "rnn_input_size": 480,
     }
     assert meta == written
     torch.testing.assert_close(loaded.norm_mean, model.norm_mean, rtol=0, atol=0)
