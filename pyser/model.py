@@ -28,7 +28,6 @@ import datetime as _dt
 import json
 import math
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from pyser._io import atomic_write
 
 __all__ = [
     "CNN_LAYERS",
@@ -529,21 +530,18 @@ def save_model(
 
     The file holds the weights, the normalisation buffers and ``pyser_metadata.json``
     (labels, feature config, provenance, architecture). Raises ValueError when the labels or
-    the feature config do not fit the model. The write is atomic (temp file + rename).
+    the feature config do not fit the model. The write is atomic (``pyser._io.atomic_write``).
     """
     path = Path(path)
     meta = prepare_metadata(model, metadata)
     scripted = script_model(model)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+
+    def write(f: Any) -> None:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
-            torch.jit.save(scripted, tmp, _extra_files={METADATA_FILE: meta.to_json()})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            torch.jit.save(scripted, f, _extra_files={METADATA_FILE: meta.to_json()})
+
+    atomic_write(path, write)
     return meta
 
 

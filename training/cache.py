@@ -30,7 +30,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -39,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from pyser._io import atomic_write, atomic_write_bytes
 
 __all__ = ["CACHE_FORMAT", "RACY_S", "FeatureCache", "config_key", "file_sha1"]
 
@@ -64,24 +65,6 @@ def config_key(config: Any) -> str:
         {"format": CACHE_FORMAT, "config": config.to_dict()}, sort_keys=True, separators=(",", ":")
     )
     return hashlib.sha1(payload.encode()).hexdigest()[:20]
-
-
-def _atomic_write(dest: Path, write: Callable[[Any], None]) -> None:
-    """Write ``dest`` via a fsynced temp file in the same folder and ``os.replace``."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 class FeatureCache:
@@ -121,7 +104,7 @@ class FeatureCache:
         cfg_json = self.dir / "config.json"
         if not cfg_json.is_file():
             text = json.dumps(config.to_dict(), sort_keys=True, indent=2).encode()
-            _atomic_write(cfg_json, lambda f: f.write(text))
+            atomic_write_bytes(cfg_json, text)
 
     # -------------------------------------------------------------- keys
 
@@ -144,7 +127,7 @@ class FeatureCache:
         sha = file_sha1(path)
         if time.time() - max(st.st_mtime_ns, st.st_ctime_ns) / 1e9 > self.racy_s:
             try:
-                _atomic_write(idx, lambda f: f.write(sha.encode()))
+                atomic_write_bytes(idx, sha.encode())
             except OSError as exc:  # the index is an optimisation only
                 log.debug("cannot write index entry %s: %s", idx, exc)
         return sha
@@ -197,7 +180,7 @@ class FeatureCache:
         if x is not None:
             return x
         x = self.compute(path)
-        _atomic_write(entry, lambda f: np.save(f, x, allow_pickle=False))
+        atomic_write(entry, lambda f: np.save(f, x, allow_pickle=False))
         return x
 
     def get_many(self, utts: Iterable[Any], num_workers: int = 0) -> list[np.ndarray]:

@@ -19,7 +19,6 @@ length is not baked in; :func:`verify_export` checks exactly that.
 import copy
 import io
 import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from pyser._io import atomic_write_bytes
 from pyser.backend import (
     ONNX_CNN_OUTPUTS,
     ONNX_INPUTS,
@@ -92,17 +92,6 @@ def _eager_copy(model: nn.Module, what: str) -> CRNN:
             f"got {type(model).__name__}"
         )
     return copy.deepcopy(model).cpu().float().eval()
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def export_torchscript(model: CRNN, metadata: ModelMetadata, path: PathLike) -> Path:
@@ -172,7 +161,7 @@ def export_onnx(
     proto.producer_name = "pyser"
     proto.producer_version = str(meta.provenance.get("pyser_version", ""))
     onnx.checker.check_model(proto, full_check=True)
-    _atomic_write_bytes(path, proto.SerializeToString())
+    atomic_write_bytes(path, proto.SerializeToString())
     return path
 
 

@@ -47,6 +47,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from pyser._io import atomic_write, atomic_write_text
 from training.config import ConfigError, TrainConfig, load_experiment
 from training.losses import CenterLoss, LossSchedule, class_counts, class_weights, joint_loss
 
@@ -541,26 +542,9 @@ def _set_rng_state(state: dict, sampler: BatchSampler) -> None:
     sampler.load_state_dict(state["sampler"])
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save to a temp file in the same folder, fsync, then os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def _torch_save(obj: Any, path: Path) -> None:
+    """torch.save through the shared atomic write (temp file, fsync, os.replace)."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def _cpu_state(module: nn.Module) -> dict[str, Tensor]:
@@ -682,7 +666,7 @@ def train_fold(
 
     def save_checkpoint(done: int) -> None:
         if rt.is_main:
-            _atomic_torch_save(
+            _torch_save(
                 {
                     "format": CHECKPOINT_FORMAT,
                     "model": _cpu_state(model),
@@ -860,17 +844,17 @@ def train_fold(
         save_model(fold_dir / "model.pt", model.to("cpu"), meta)
         model.to(device)
         if want_z:
-            np.savez_compressed(
-                fold_dir / "embeddings.npz",
-                z_train=z_train,
-                y_train=data.y[train_idx],
-                z_test=z_test,
-                y_test=data.y[test_idx],
-                labels=np.array(data.labels),
-                centers=centers.centers.detach().cpu().numpy(),
-            )
-        torch.save(final_state, fold_dir / "final_state.pt")
-        _atomic_write_text(fold_dir / "result.json", json.dumps(_jsonable(result), indent=1))
+            arrays = {
+                "z_train": z_train,
+                "y_train": data.y[train_idx],
+                "z_test": z_test,
+                "y_test": data.y[test_idx],
+                "labels": np.array(data.labels),
+                "centers": centers.centers.detach().cpu().numpy(),
+            }
+            atomic_write(fold_dir / "embeddings.npz", lambda f: np.savez_compressed(f, **arrays))
+        _torch_save(final_state, fold_dir / "final_state.pt")
+        atomic_write_text(fold_dir / "result.json", json.dumps(_jsonable(result), indent=1))
         events(
             "fold_end",
             repeat=fold.repeat,
@@ -933,7 +917,7 @@ def write_results(exp_dir: Path, cfg: TrainConfig, info: dict, results: Sequence
         "summary": summary,
         "folds": [{k: v for k, v in r.items() if k != "history"} for r in results],
     }
-    _atomic_write_text(exp_dir / "results.json", json.dumps(_jsonable(doc), indent=1))
+    atomic_write_text(exp_dir / "results.json", json.dumps(_jsonable(doc), indent=1))
 
     def pct(x: float) -> str:
         return f"{100 * x:.2f}"
@@ -981,7 +965,7 @@ def write_results(exp_dir: Path, cfg: TrainConfig, info: dict, results: Sequence
             f"| {labels[i]} | " + " | ".join(str(v) for v in row) + " |"
             for i, row in enumerate(s["confusion"])
         ]
-    _atomic_write_text(exp_dir / "results.md", "\n".join(md) + "\n")
+    atomic_write_text(exp_dir / "results.md", "\n".join(md) + "\n")
 
     buf = io.StringIO()
     w = csv.writer(buf)
@@ -1000,7 +984,7 @@ def write_results(exp_dir: Path, cfg: TrainConfig, info: dict, results: Sequence
                 "",
             ]
         )
-    _atomic_write_text(exp_dir / "results.csv", buf.getvalue())
+    atomic_write_text(exp_dir / "results.csv", buf.getvalue())
     return summary
 
 
@@ -1018,7 +1002,7 @@ def run(cfg: TrainConfig, resume: bool = False, data: PreparedData | None = None
             data = prepare_data(cfg, rt)
         if rt.is_main:
             exp_dir.mkdir(parents=True, exist_ok=True)
-            _atomic_write_text(exp_dir / "config.json", json.dumps(cfg.to_dict(), indent=1))
+            atomic_write_text(exp_dir / "config.json", json.dumps(cfg.to_dict(), indent=1))
             events(
                 "start",
                 experiment=cfg.experiment,
