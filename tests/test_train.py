@@ -454,3 +454,70 @@ def test_plots_write_pngs(tmp_path):
     ]
     for p in paths:
         assert p.read_bytes()[:4] == b"\x89PNG"
+
+
+# ------------------------------------------------------------------------ strict JSON
+
+
+def _refuse_constant(token):
+    raise ValueError(f"non-standard JSON constant {token}")
+
+
+def strict_loads(text: str):
+    """json.loads that rejects NaN/Infinity, as strict parsers (JavaScript, jq, Go) do."""
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
+def one_class_model(path: Path, n_mels: int = 64) -> Path:
+    """A model file whose logits always pick 'neutral': every other class is never predicted,
+    so its precision is undefined (NaN in the metrics)."""
+    from crnn_factory import random_crnn
+
+    from pyser.model import ModelMetadata, save_model
+
+    net = random_crnn(n_bins=n_mels)
+    with torch.no_grad():
+        net.fc2.bias.copy_(torch.tensor([1e4, 0.0, 0.0, 0.0]))
+    meta = ModelMetadata(
+        labels=["neutral", "angry", "happy", "sad"],
+        feature_config={"kind": "mel", "n_mels": n_mels},
+        provenance={"task": "4class"},
+    )
+    save_model(path, net, meta)
+    return path
+
+
+def test_evaluate_json_is_strict_when_a_class_is_never_predicted(corpus, tmp_path, capsys):
+    from training.cli import register
+
+    parser = argparse.ArgumentParser(prog="pyser")
+    register(parser.add_subparsers(dest="command"))
+    model = one_class_model(tmp_path / "m.pt")
+    args = parser.parse_args(["evaluate", str(model), "--corpus", "csv", "--root", str(corpus),
+                              "--cache-dir", str(tmp_path / "cache"), "--json"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    r = strict_loads(out)
+    assert r["precision"] == [0.25, None, None, None]  # 18 of 72 are neutral
+    assert r["recall"] == [1.0, 0.0, 0.0, 0.0] and r["ua"] == 0.25
+
+
+def test_results_and_event_log_are_strict_json(tmp_path):
+    from training.train import EventLog, _report, write_results
+
+    y = np.array([0, 1, 2, 3] * 3)
+    logits = np.zeros((12, 4), np.float32)
+    logits[:, 0] = 1.0  # only class 0 is predicted: precision NaN for 1-3
+    report = _report(y, logits, 4)
+    fold = {"repeat": 0, "fold": 0, "best_step": 1, "sizes": {"test": 12},
+            "test": report, "dev": report, "history": {}}
+    cfg = TrainConfig(experiment="strict", out_dir=str(tmp_path))
+    info = {"corpus": "csv", "labels": ["neutral", "angry", "happy", "sad"],
+            "n_utterances": 12, "class_counts": {}, "split": "speaker"}
+    write_results(tmp_path, cfg, info, [fold])
+    doc = strict_loads((tmp_path / "results.json").read_text())
+    assert doc["folds"][0]["test"]["precision"] == [0.25, None, None, None]
+    events = EventLog(tmp_path / "log.jsonl")
+    events("eval", dev_ua=float("nan"), precision=report["precision"])
+    (line,) = (tmp_path / "log.jsonl").read_text().splitlines()
+    assert strict_loads(line)["dev_ua"] is None

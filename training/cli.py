@@ -13,7 +13,6 @@ returns the process exit code (0 ok, 2 bad input, 3 stopped early / export misma
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -55,6 +54,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """``pyser export MODEL [-o OUT.onnx|OUT.pt ...] [--no-verify]``."""
+    from pyser._io import strict_json
     from training.evaluate import load_eager_model
     from training.export import ExportMismatchError, export_onnx, export_torchscript, verify_export
 
@@ -85,7 +85,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                 line["verified"] = False
                 line["error"] = str(exc)
                 status = 3
-        print(json.dumps(line))
+        print(strict_json(line))
     return status
 
 

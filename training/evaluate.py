@@ -12,7 +12,6 @@ given. Utterances whose label is not one of the model's labels are left out (cou
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pyser._io import strict_json
 from training.train import FeatureStore, _report, predict, setup_logging
 
 __all__ = ["evaluate_model", "load_eager_model", "main"]
@@ -141,7 +141,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps({k: v for k, v in r.items()}, default=str))
+        print(strict_json(r))
         return 0
     print(f"{r['model']} on {r['corpus']} ({r['n']} utterances, {r['excluded']} excluded):")
     print(

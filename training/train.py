@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from pyser._io import atomic_write, atomic_write_text
+from pyser._io import atomic_write, atomic_write_text, json_safe, strict_json
 from training.config import ConfigError, TrainConfig, load_experiment
 from training.losses import CenterLoss, LossSchedule, class_counts, class_weights, joint_loss
 
@@ -168,23 +168,10 @@ class EventLog:
         }
         if self.path is not None:
             with open(self.path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(_jsonable(record)) + "\n")
+                f.write(strict_json(record) + "\n")
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.floating,)):
-        return float(x)
-    if isinstance(x, Path):
-        return str(x)
-    return x
+_jsonable = json_safe  # numpy -> Python, NaN/inf -> None (strict JSON), Path -> str
 
 
 # ============================================================================ data
@@ -854,7 +841,7 @@ def train_fold(
             }
             atomic_write(fold_dir / "embeddings.npz", lambda f: np.savez_compressed(f, **arrays))
         _torch_save(final_state, fold_dir / "final_state.pt")
-        atomic_write_text(fold_dir / "result.json", json.dumps(_jsonable(result), indent=1))
+        atomic_write_text(fold_dir / "result.json", strict_json(result, indent=1))
         events(
             "fold_end",
             repeat=fold.repeat,
@@ -917,7 +904,7 @@ def write_results(exp_dir: Path, cfg: TrainConfig, info: dict, results: Sequence
         "summary": summary,
         "folds": [{k: v for k, v in r.items() if k != "history"} for r in results],
     }
-    atomic_write_text(exp_dir / "results.json", json.dumps(_jsonable(doc), indent=1))
+    atomic_write_text(exp_dir / "results.json", strict_json(doc, indent=1))
 
     def pct(x: float) -> str:
         return f"{100 * x:.2f}"
@@ -1002,7 +989,7 @@ def run(cfg: TrainConfig, resume: bool = False, data: PreparedData | None = None
             data = prepare_data(cfg, rt)
         if rt.is_main:
             exp_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(exp_dir / "config.json", json.dumps(cfg.to_dict(), indent=1))
+            atomic_write_text(exp_dir / "config.json", strict_json(cfg.to_dict(), indent=1))
             events(
                 "start",
                 experiment=cfg.experiment,
