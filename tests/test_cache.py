@@ -200,3 +200,104 @@ def test_missing_file_raises(tmp_path):
     cache = FeatureCache(tmp_path / "cache", FeatureConfig())
     with pytest.raises(FileNotFoundError):
         cache.get(tmp_path / "nope.wav")
+
+
+# ------------------------------------------------------------------ decoding checks
+
+
+def truncate_wav_data(src: Path, dest: Path) -> Path:
+    """A copy of ``src`` with half its sample bytes cut off; the header still claims them all."""
+    data = src.read_bytes()
+    dest.write_bytes(data[: 44 + (len(data) - 44) // 2])
+    return dest
+
+
+def test_read_audio_checked_returns_what_soundfile_decodes(tmp_path):
+    from training.cache import read_audio_checked
+
+    for name, subtype in (("a.wav", "PCM_16"), ("b.flac", "PCM_16"), ("c.wav", "FLOAT")):
+        path = tmp_path / name
+        x = 0.1 * np.random.default_rng(0).standard_normal((3000, 2))
+        sf.write(str(path), x, 22050, subtype=subtype)
+        data, rate = read_audio_checked(path)
+        want, want_rate = sf.read(str(path), dtype="float32", always_2d=True)
+        assert rate == want_rate == 22050 and data.dtype == np.float32
+        np.testing.assert_array_equal(data, want)
+
+
+def test_read_audio_checked_rejects_a_truncated_wav(tmp_path):
+    from training.cache import read_audio_checked
+
+    full = write_audio(tmp_path / "full.wav", seconds=1.0)
+    half = truncate_wav_data(full, tmp_path / "half.wav")
+    # libsndfile reads the half silently, and its own frame count is corrected to the half.
+    assert len(sf.read(str(half))[0]) == SR // 2
+    with pytest.raises(ValueError, match=r"half\.wav.*header says 16000 frames.*8000"):
+        read_audio_checked(half)
+
+
+def test_read_audio_checked_rejects_a_truncated_flac(tmp_path):
+    from training.cache import read_audio_checked
+
+    full = write_audio(tmp_path / "full.flac", seconds=1.0)
+    cut = tmp_path / "cut.flac"
+    data = full.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    assert sf.info(str(cut)).frames == SR  # the header is intact
+    with pytest.raises(ValueError, match=r"cut\.flac"):
+        read_audio_checked(cut)
+
+
+def test_read_audio_checked_rejects_absurd_rates_before_decoding(tmp_path, monkeypatch):
+    import struct
+
+    from training.cache import read_audio_checked
+
+    wav = write_audio(tmp_path / "a.wav", seconds=1.0)
+    for rate in (1, 999, 768001, 4_000_000):
+        bad = tmp_path / f"rate{rate}.wav"
+        header = bytearray(wav.read_bytes())
+        struct.pack_into("<II", header, 24, rate, 2 * rate)  # sample rate, bytes per second
+        bad.write_bytes(bytes(header))
+        assert sf.info(str(bad)).samplerate == rate
+        with monkeypatch.context() as m:
+            m.setattr(sf, "read", lambda *a, **k: pytest.fail("decoded an absurd file"))
+            with pytest.raises(ValueError, match=rf"rate{rate}\.wav.*{rate} Hz.*\[1000, 768000\]"):
+                read_audio_checked(bad)
+    # At 1 Hz, resampling this 32 KB file to 16 kHz would have needed 16000x its samples.
+    with pytest.raises(ValueError, match=r"rate1\.wav"):
+        FeatureCache(tmp_path / "cache", FeatureConfig()).get(tmp_path / "rate1.wav")
+
+
+def test_read_audio_checked_rejects_non_finite_samples(tmp_path):
+    from training.cache import read_audio_checked
+
+    x = np.zeros(4000, np.float32)
+    x[1234] = np.nan
+    sf.write(str(tmp_path / "nan.wav"), x, SR, subtype="FLOAT")
+    with pytest.raises(ValueError, match=r"nan\.wav.*non-finite.*frame 1234"):
+        read_audio_checked(tmp_path / "nan.wav")
+
+
+def test_read_audio_checked_names_undecodable_and_missing_files(tmp_path):
+    from training.cache import read_audio_checked
+
+    (tmp_path / "junk.wav").write_bytes(b"RIFF not really audio" * 10)
+    with pytest.raises(ValueError, match=r"junk\.wav"):
+        read_audio_checked(tmp_path / "junk.wav")
+    with pytest.raises(FileNotFoundError, match=r"nope\.wav"):
+        read_audio_checked(tmp_path / "nope.wav")
+
+
+def test_cache_names_the_file_it_cannot_decode(tmp_path):
+    full = write_audio(tmp_path / "full.wav", seconds=1.0)
+    half = truncate_wav_data(full, tmp_path / "half.wav")
+    cache = FeatureCache(tmp_path / "cache", FeatureConfig())
+    with pytest.raises(ValueError, match=r"half\.wav"):
+        cache.get(half)
+    x = np.zeros(4000, np.float32)
+    x[7] = np.inf
+    sf.write(str(tmp_path / "inf.wav"), x, SR, subtype="FLOAT")
+    with pytest.raises(ValueError, match=r"inf\.wav.*non-finite"):
+        cache.get(tmp_path / "inf.wav")
+    assert not list((tmp_path / "cache").rglob("*.npy"))  # nothing cached for either
