@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -521,3 +522,113 @@ def test_results_and_event_log_are_strict_json(tmp_path):
     events("eval", dev_ua=float("nan"), precision=report["precision"])
     (line,) = (tmp_path / "log.jsonl").read_text().splitlines()
     assert strict_loads(line)["dev_ua"] is None
+
+
+# ------------------------------------------------------------------------ undecodable audio
+
+
+def test_feature_store_skips_and_names_files_that_cannot_be_decoded(caplog):
+    from training.cache import AudioDecodeError
+    from training.train import FeatureStore
+
+    class Cache:
+        def get(self, utt):
+            if utt.startswith("bad"):
+                raise AudioDecodeError(f"/corpus/{utt}.flac", "cannot decode the audio (lost sync)")
+            if utt == "short":
+                return np.zeros((0, 2), np.float32)
+            return np.full((5 + len(utt), 2), len(utt), np.float32)
+
+    utts = ["a", "bad1", "bbb", "short", "bad2"]
+    with caplog.at_level(logging.WARNING, logger="training.train"):
+        store = FeatureStore(utts, Cache(), max_frames=100, preload=True)
+    assert store.utts == ["a", "bbb"] and store.kept.tolist() == [0, 2]
+    assert store.lengths.tolist() == [6, 8] and store.get(1)[0, 0] == 3
+    assert [u for u, _ in store.skipped] == ["bad1", "short", "bad2"]  # in input order
+    reasons = dict(store.skipped)
+    assert "lost sync" in reasons["bad1"] and "lost sync" in reasons["bad2"]
+    assert "shorter than one FFT frame" in reasons["short"]
+    for name in ("bad1.flac", "bad2.flac", "short"):
+        assert name in caplog.text
+
+
+def test_training_skips_undecodable_files_and_counts_them(tmp_path, caplog):
+    import soundfile as sf
+
+    from training.train import run
+
+    manifest = make_corpus(tmp_path / "corpus", n_per=3)
+    root = manifest.parent
+    tone = (0.3 * np.sin(np.arange(12000) * 0.2)).astype(np.float32)
+    sf.write(root / "cut.flac", tone, 16000)
+    data = (root / "cut.flac").read_bytes()
+    (root / "cut.flac").write_bytes(data[: len(data) // 2])  # the header is intact
+    holed = tone.copy()
+    holed[500] = np.nan
+    sf.write(root / "nan.wav", holed, 16000, subtype="FLOAT")
+    with open(manifest, "a") as f:
+        f.write("cut.flac,sad,s1\nnan.wav,angry,s2\n")
+
+    cfg = tiny_config(manifest, tmp_path / "out", steps=2, eval_every=2, best_after_step=0,
+                      log_every=1, eval_train=False, save_embeddings=False)
+    with caplog.at_level(logging.WARNING):
+        out = run(cfg)
+    assert out["status"] == "done"
+    assert "cut.flac" in caplog.text and "nan.wav" in caplog.text
+    info = out["data"]
+    assert info["n_utterances"] == 36  # 3 speakers x 4 classes x 3, the two bad ones left out
+    assert info["n_skipped"] == 2
+    skipped = {Path(s["path"]).name: s["reason"] for s in info["skipped"]}
+    assert set(skipped) == {"cut.flac", "nan.wav"}
+    assert "non-finite" in skipped["nan.wav"] and "decode" in skipped["cut.flac"]
+    exp = Path(out["dir"])
+    assert json.loads((exp / "results.json").read_text())["data"]["n_skipped"] == 2
+    assert "2 files skipped" in (exp / "results.md").read_text()
+
+
+# ------------------------------------------------------------------------ evaluate's counts
+
+
+def make_ravdess(root: Path) -> Path:
+    """2 actors x 8 emotions of RAVDESS speech (1 s tones), one cut FLAC, one song file."""
+    import soundfile as sf
+
+    tone = (0.3 * np.sin(np.arange(16000) * 0.1)).astype(np.float32)
+    for actor in ("01", "02"):
+        for emo in ("01", "02", "03", "04", "05", "06", "07", "08"):
+            path = root / f"Actor_{actor}" / f"03-01-{emo}-01-01-01-{actor}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, tone, 16000)
+    cut = root / "Actor_02" / "03-01-05-02-01-01-02.flac"  # angry, a header and half the data
+    sf.write(cut, tone, 16000)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    sf.write(root / "Actor_01" / "03-02-01-01-01-01-01.wav", tone, 16000)  # song: a bad name
+    return root
+
+
+def test_evaluate_says_what_was_excluded_and_skipped(tmp_path, capsys):
+    from training.cli import register
+
+    root = make_ravdess(tmp_path / "ravdess")
+    parser = argparse.ArgumentParser(prog="pyser")
+    register(parser.add_subparsers(dest="command"))
+    model = one_class_model(tmp_path / "m.pt")
+    common = [str(model), "--corpus", "ravdess", "--root", str(root),
+              "--cache-dir", str(tmp_path / "cache")]
+    args = parser.parse_args(["evaluate", *common])
+    assert args.func(args) == 0
+    text = capsys.readouterr().out
+    # 16 speech files of 8 emotions: 8 of the 4 classes scored, 8 of calm, fearful, disgust
+    # and surprised excluded; the cut FLAC and the song file are skipped.
+    assert "8 utterances" in text
+    assert "8 excluded" in text and "calm 2" in text and "surprised 2" in text
+    assert "2 files skipped" in text and "03-01-05-02-01-01-02.flac" in text
+    assert "03-02-01-01-01-01-01.wav" in text
+    args = parser.parse_args(["evaluate", *common, "--json"])
+    assert args.func(args) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["n"] == 8 and r["excluded"] == 8
+    assert r["excluded_by"] == {"calm": 2, "fearful": 2, "disgust": 2, "surprised": 2}
+    assert r["n_skipped"] == 2
+    assert {Path(s["path"]).name for s in r["skipped"]} == {
+        "03-01-05-02-01-01-02.flac", "03-02-01-01-01-01-01.wav"}

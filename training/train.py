@@ -39,6 +39,7 @@ import random
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,11 +191,17 @@ def centre_crop(x: np.ndarray, max_frames: int) -> np.ndarray:
 
 
 class FeatureStore:
-    """Features of every utterance, held in memory or read from the cache.
+    """Features of every usable utterance, held in memory or read from the cache.
 
     ``get(i)`` gives the centre-cropped features (at most ``max_frames``), ``get(i,
     crop=False)`` the whole utterance; with ``keep_full=False`` (the default) only the
     cropped frames are kept in memory and ``crop=False`` is not available.
+
+    An utterance whose audio cannot be used -- missing, undecodable, truncated, NaN/Inf
+    samples (:class:`training.cache.AudioDecodeError`), or shorter than one FFT frame -- is
+    logged with its path and left out: ``utts`` holds the kept utterances (``i`` indexes
+    them), ``kept`` their positions in the input, ``skipped`` the ``(utterance, reason)``
+    pairs of the others.
     """
 
     def __init__(
@@ -206,37 +213,59 @@ class FeatureStore:
         progress: bool = False,
         keep_full: bool = False,
     ) -> None:
-        self.utts = list(utts)
+        utts = list(utts)
         self.cache = cache
         self.max_frames = max_frames
         self.keep_full = keep_full
         self._mem: list[np.ndarray] | None = None
-        self.lengths = np.zeros(len(self.utts), dtype=np.int64)
-        self.full_lengths = np.zeros(len(self.utts), dtype=np.int64)
+        self.skipped: list[tuple[Any, str]] = []
+        kept: list[int] = []
+        lengths: list[int] = []
+        full_lengths: list[int] = []
         mem: list[np.ndarray] = []
-        bar = _tqdm(total=len(self.utts), desc="features", disable=not progress, leave=False)
+        bar = _tqdm(total=len(utts), desc="features", disable=not progress, leave=False)
         workers = max(1, min(8, os.cpu_count() or 1))
         chunk = 256  # bounded memory when not preloading; threads for first-time extraction
-        for start in range(0, len(self.utts), chunk):
-            part = self.utts[start : start + chunk]
-            if hasattr(cache, "get_many"):
-                arrays = cache.get_many(part, num_workers=workers)
-            else:
-                arrays = [cache.get(u) for u in part]
-            for i, (u, x) in enumerate(zip(part, arrays), start):
-                if x.shape[0] == 0:
-                    raise ValueError(f"{u.path}: no feature frames (shorter than one FFT frame)")
-                self.full_lengths[i] = full = x.shape[0]
-                if preload and keep_full:
-                    mem.append(x)
-                x = centre_crop(x, max_frames)
-                self.lengths[i] = x.shape[0]
-                if preload and not keep_full:  # a cropped view keeps the whole array: copy
-                    mem.append(x.copy() if x.shape[0] < full else x)
-            bar.update(len(part))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for start in range(0, len(utts), chunk):
+                part = utts[start : start + chunk]
+                for i, (u, (x, problem, where)) in enumerate(
+                    zip(part, pool.map(self._fetch, part)), start
+                ):
+                    if problem is None and x.shape[0] == 0:
+                        problem = "shorter than one FFT frame: no feature frames"
+                    if problem is not None:
+                        log.warning("skipping %s: %s", where, problem)
+                        self.skipped.append((u, problem))
+                        continue
+                    kept.append(i)
+                    full_lengths.append(full := x.shape[0])
+                    if preload and keep_full:
+                        mem.append(x)
+                    x = centre_crop(x, max_frames)
+                    lengths.append(x.shape[0])
+                    if preload and not keep_full:  # a cropped view keeps the whole array: copy
+                        mem.append(x.copy() if x.shape[0] < full else x)
+                bar.update(len(part))
         bar.close()
+        self.kept = np.asarray(kept, dtype=np.int64)
+        self.utts = [utts[i] for i in kept]
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.full_lengths = np.asarray(full_lengths, dtype=np.int64)
         if preload:
             self._mem = mem
+
+    def _fetch(self, utt: Any) -> tuple[np.ndarray | None, str | None, Any]:
+        """(features, None, path), or (None, why, path) for audio that cannot be used."""
+        from training.cache import AudioDecodeError
+
+        where = getattr(utt, "path", utt)
+        try:
+            return self.cache.get(utt), None, where
+        except AudioDecodeError as exc:
+            return None, exc.reason, exc.path
+        except FileNotFoundError as exc:
+            return None, f"missing audio file ({exc})", where
 
     def __len__(self) -> int:
         return len(self.utts)
@@ -410,21 +439,12 @@ def prepare_data(cfg: TrainConfig, rt: Runtime | None = None) -> PreparedData:
 
     rt = rt or Runtime(torch.device("cpu"))
     root = cfg.resolved_data_root()
-    utts = list(load_corpus(cfg.corpus, root, cfg.task))
+    corpus = load_corpus(cfg.corpus, root, cfg.task)
     labels = TASKS[cfg.task]
-    utts = [u for u in utts if u.label in labels]
+    utts = [u for u in corpus if u.label in labels]
     if not utts:
         raise ValueError(f"no {cfg.task} utterances in corpus {cfg.corpus} at {root}")
-    y = np.array([labels.index(u.label) for u in utts], dtype=np.int64)
-    kind = cfg.split_kind()
-    make = paper_folds if kind == "paper" else speaker_folds
-    folds = make(utts, cfg.n_folds, list(cfg.seeds))
-    if cfg.folds:
-        available = sorted({f.fold for f in folds})
-        missing = sorted(set(cfg.folds) - set(available))
-        if missing:
-            raise ConfigError(f"folds {missing} do not exist; this split has folds {available}")
-        folds = [f for f in folds if f.fold in set(cfg.folds)]
+    # Features first: utterances whose audio cannot be used are left out before the split.
     fc = cfg.feature_config()
     cache = FeatureCache(cfg.cache_dir, fc)
     max_frames = round(cfg.max_seconds * fc.frame_rate)
@@ -435,6 +455,23 @@ def prepare_data(cfg: TrainConfig, rt: Runtime | None = None) -> PreparedData:
     rt.barrier()
     if store is None:
         store = FeatureStore(utts, cache, max_frames, cfg.preload, False, keep_full)
+    utts = store.utts
+    if not utts:
+        raise ValueError(f"no usable {cfg.task} utterances in corpus {cfg.corpus} at {root}")
+    # Files left out: the loader's problems (bad names, unreadable headers, missing audio)
+    # and the audio the feature store could not use.
+    skipped = [{"path": str(path), "reason": reason} for path, reason in corpus.report.problems]
+    skipped += [{"path": str(u.path), "reason": reason} for u, reason in store.skipped]
+    y = np.array([labels.index(u.label) for u in utts], dtype=np.int64)
+    kind = cfg.split_kind()
+    make = paper_folds if kind == "paper" else speaker_folds
+    folds = make(utts, cfg.n_folds, list(cfg.seeds))
+    if cfg.folds:
+        available = sorted({f.fold for f in folds})
+        missing = sorted(set(cfg.folds) - set(available))
+        if missing:
+            raise ConfigError(f"folds {missing} do not exist; this split has folds {available}")
+        folds = [f for f in folds if f.fold in set(cfg.folds)]
     n_cropped = int((store.full_lengths > max_frames).sum())
     info = {
         "corpus": cfg.corpus,
@@ -443,6 +480,9 @@ def prepare_data(cfg: TrainConfig, rt: Runtime | None = None) -> PreparedData:
         "labels": list(labels),
         "n_utterances": len(utts),
         "class_counts": {labels[c]: int(n) for c, n in enumerate(class_counts(y, len(labels)))},
+        "excluded": dict(corpus.report.excluded),
+        "n_skipped": len(skipped),
+        "skipped": skipped,
         "n_speakers": len({u.speaker for u in utts}),
         "split": kind,
         "n_folds_run": len(folds),
@@ -929,6 +969,17 @@ def write_results(exp_dir: Path, cfg: TrainConfig, info: dict, results: Sequence
         + f"), split **{info['split']}**, features **{cfg.feature_kind}**, "
         f"lambda {cfg.center_lambda}, alpha {cfg.center_alpha}, {cfg.steps} steps.",
         "",
+    ]
+    n_excluded = sum(info.get("excluded", {}).values())
+    if n_excluded or info.get("n_skipped"):
+        md += [
+            f"{n_excluded} utterances excluded (emotions outside the task: "
+            + (", ".join(f"{k} {v}" for k, v in sorted(info["excluded"].items())) or "none")
+            + f"); {info.get('n_skipped', 0)} files skipped (bad names, unreadable or "
+            "undecodable audio; listed in results.json under data.skipped).",
+            "",
+        ]
+    md += [
         "| fold | best step | test UA % | test WA % | test macro-F1 % | test n |",
         "|---|---:|---:|---:|---:|---:|",
     ]
