@@ -301,3 +301,144 @@ def test_cache_names_the_file_it_cannot_decode(tmp_path):
     with pytest.raises(ValueError, match=r"inf\.wav.*non-finite"):
         cache.get(tmp_path / "inf.wav")
     assert not list((tmp_path / "cache").rglob("*.npy"))  # nothing cached for either
+
+
+# ------------------------------------------------------------------ entry verification
+
+
+def npy_data_offset(entry: Path) -> int:
+    """Where the array data starts in a .npy file (after the magic and the header)."""
+    with open(entry, "rb") as f:
+        np.lib.format.read_magic(f)
+        np.lib.format.read_array_header_1_0(f)
+        return f.tell()
+
+
+def test_an_entry_holding_a_nan_is_rebuilt_with_a_warning(tmp_path, caplog):
+    wav = write_audio(tmp_path / "a.wav")
+    count = CountingExtract()
+    cache = FeatureCache(tmp_path / "cache", FeatureConfig(), extract=count)
+    x = cache.get(wav)
+    entry = cache.entry_path(wav)
+    poisoned = x.copy()
+    poisoned[10, 3] = np.nan
+    np.save(entry, poisoned)  # a perfectly valid .npy
+    y = cache.get(wav)
+    assert count.calls == 2 and np.isfinite(y).all()
+    np.testing.assert_array_equal(y, x)
+    assert str(entry) in caplog.text
+    np.testing.assert_array_equal(np.load(entry), x)  # repaired on disk
+
+
+def test_an_entry_with_one_flipped_byte_is_rebuilt_with_a_warning(tmp_path, caplog):
+    wav = write_audio(tmp_path / "a.wav")
+    count = CountingExtract()
+    cache = FeatureCache(tmp_path / "cache", FeatureConfig(), extract=count)
+    x = cache.get(wav)
+    entry = cache.entry_path(wav)
+    data = bytearray(entry.read_bytes())
+    at = npy_data_offset(entry) + 4 * (5 * 128 + 7) + 1  # frame 5, bin 7, a mantissa byte
+    data[at] ^= 0x01
+    entry.write_bytes(bytes(data))
+    flipped = np.load(entry)
+    assert np.isfinite(flipped).all() and flipped[5, 7] != x[5, 7]  # still plausible
+    y = cache.get(wav)
+    assert count.calls == 2
+    np.testing.assert_array_equal(y, x)
+    assert str(entry) in caplog.text and "checksum" in caplog.text
+
+
+def test_an_index_entry_pointing_at_another_files_hash_is_not_trusted(tmp_path, caplog):
+    a = write_audio(tmp_path / "a.wav", seed=1)
+    b = write_audio(tmp_path / "b.wav", seed=2)
+    cache = FeatureCache(tmp_path / "cache", FeatureConfig(), racy_s=-1.0)  # index everything
+    xa, xb = cache.get(a), cache.get(b)
+    index = {p.read_text(): p for p in (tmp_path / "cache" / "index").rglob("*") if p.is_file()}
+    (entry_a,) = [p for text, p in index.items() if file_sha1(a) in text]
+    (entry_b,) = [p for text, p in index.items() if file_sha1(b) in text]
+    entry_a.write_bytes(entry_b.read_bytes())  # a's index entry now names b's content
+    got = FeatureCache(tmp_path / "cache", FeatureConfig(), racy_s=-1.0).get(a)
+    np.testing.assert_array_equal(got, xa)
+    assert not np.array_equal(got, xb)
+    assert str(entry_a) in caplog.text and str(a) in caplog.text
+    # and an index entry with one flipped byte is not trusted either
+    caplog.clear()
+    text = bytearray(entry_b.read_bytes())
+    at = text.index(file_sha1(b).encode()) + 3
+    text[at] = ord("0") if text[at] != ord("0") else ord("1")
+    entry_b.write_bytes(bytes(text))
+    np.testing.assert_array_equal(
+        FeatureCache(tmp_path / "cache", FeatureConfig(), racy_s=-1.0).get(b), xb
+    )
+    assert str(entry_b) in caplog.text
+
+
+# ------------------------------------------------------------------ the engine is in the key
+
+
+class ShiftedCore:
+    """pyser._core with a changed log stage: every feature value is 0.5 dB higher."""
+
+    def __init__(self, core):
+        self._core = core
+
+    def __getattr__(self, name):
+        return getattr(self._core, name)
+
+    def extract_features(self, options, waveform):
+        return self._core.extract_features(options, waveform) + np.float32(0.5)
+
+
+def test_a_change_in_the_feature_engine_does_not_reuse_stale_features(tmp_path, monkeypatch):
+    import pyser.features
+    import training.cache as cache_mod
+
+    wav = write_audio(tmp_path / "a.wav")
+    cfg = FeatureConfig()
+    first = FeatureCache(tmp_path / "cache", cfg)
+    old = first.get(wav)
+    with monkeypatch.context() as m:
+        m.setattr(cache_mod, "_ENGINE_FINGERPRINTS", {}, raising=False)  # a new process
+        m.setattr(pyser.features, "_core", ShiftedCore(pyser.features._core))
+        new_engine = FeatureCache(tmp_path / "cache", cfg)
+        x = new_engine.get(wav)
+        np.testing.assert_array_equal(x, old + np.float32(0.5))
+        assert new_engine.key != first.key and new_engine.misses == 1
+    again = FeatureCache(tmp_path / "cache", cfg)  # the original engine still hits its entries
+    np.testing.assert_array_equal(again.get(wav), old)
+    assert again.hits == 1
+
+
+def test_a_change_in_the_resampler_does_not_reuse_stale_features(tmp_path, monkeypatch):
+    import pyser.audio
+    import training.cache as cache_mod
+
+    wav = tmp_path / "a44.wav"
+    sf.write(str(wav), 0.1 * np.sin(np.arange(22050) * 0.07), 44100)
+    cfg = FeatureConfig()
+    old_key = FeatureCache(tmp_path / "cache", cfg).key
+    old = FeatureCache(tmp_path / "cache", cfg).get(wav)
+    real = pyser.audio.resample
+
+    def cruder(samples, orig_rate, target_rate):  # e.g. a shorter filter: different numerics
+        return (real(samples, orig_rate, target_rate) * np.float32(0.99)).astype(np.float32)
+
+    with monkeypatch.context() as m:
+        m.setattr(cache_mod, "_ENGINE_FINGERPRINTS", {}, raising=False)
+        m.setattr(pyser.audio, "resample", cruder)
+        cache = FeatureCache(tmp_path / "cache", cfg)
+        assert cache.key != old_key
+        assert not np.array_equal(cache.get(wav), old)
+        assert cache.misses == 1
+
+
+def test_the_engine_fingerprint_is_computed_once_per_config(monkeypatch):
+    import training.cache as cache_mod
+
+    monkeypatch.setattr(cache_mod, "_ENGINE_FINGERPRINTS", {})
+    calls = []
+    real = cache_mod._engine_numerics
+    monkeypatch.setattr(cache_mod, "_engine_numerics", lambda c: calls.append(c) or real(c))
+    a = config_key(FeatureConfig())
+    assert config_key(FeatureConfig()) == a and len(calls) == 1
+    assert config_key(FeatureConfig(n_mels=64)) != a and len(calls) == 2
