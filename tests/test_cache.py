@@ -125,14 +125,17 @@ def test_index_avoids_rehash_only_for_settled_files(tmp_path, monkeypatch):
     real = cache_mod.file_sha1
     monkeypatch.setattr(cache_mod, "file_sha1", lambda p: hashed.append(p) or real(p))
     wav = write_audio(tmp_path / "a.wav")
-    cache = FeatureCache(tmp_path / "cache", FeatureConfig())
-    cache.get(wav)
-    cache.get(wav)
-    # A file changed within RACY_S seconds is never trusted from the index.
-    assert RACY_S > 0 and len(hashed) == 2
+    # A file changed within racy_s seconds is never trusted from the index. racy_s is an
+    # hour here (the default RACY_S is 2 s), so a slow machine cannot make the file "settled"
+    # between the write and the reads.
+    assert RACY_S > 0
+    fresh = FeatureCache(tmp_path / "cache", FeatureConfig(), racy_s=3600.0)
+    fresh.get(wav)
+    fresh.get(wav)
+    assert len(hashed) == 2
     assert not (tmp_path / "cache" / "index").exists()
-    # With racy_s=0 the file counts as settled: hashed once, then found in the index.
-    settled = FeatureCache(tmp_path / "cache", FeatureConfig(), racy_s=0.0)
+    # With a negative racy_s every file counts as settled: hashed once, then indexed.
+    settled = FeatureCache(tmp_path / "cache", FeatureConfig(), racy_s=-1.0)
     for _ in range(3):
         settled.get(wav)
     assert len(hashed) == 3
