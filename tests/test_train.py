@@ -632,3 +632,64 @@ def test_evaluate_says_what_was_excluded_and_skipped(tmp_path, capsys):
     assert r["n_skipped"] == 2
     assert {Path(s["path"]).name for s in r["skipped"]} == {
         "03-01-05-02-01-01-02.flac", "03-02-01-01-01-01-01.wav"}
+
+
+# ------------------------------------------------------------------------ safe checkpoints
+
+
+class _Payload:
+    """Unpickling this runs code: it touches the marker file (a stand-in for anything worse)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def _stopped_run(corpus: Path, out: Path) -> Path:
+    from training.train import run
+
+    assert run(tiny_config(corpus, out, stop_at_step=3))["status"] == "stopped"
+    return out / "tiny" / "folds" / "r0_f0" / "checkpoint.pt"
+
+
+def test_checkpoints_hold_only_weights_only_types(corpus, tmp_path):
+    ckpt = _stopped_run(corpus, tmp_path / "r")
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)  # no numpy, no classes
+    assert state["step"] == 3 and "rng" in state
+
+
+def test_resume_refuses_a_checkpoint_that_would_run_code(corpus, tmp_path):
+    from training.train import CheckpointError, run
+
+    ckpt = _stopped_run(corpus, tmp_path / "r")
+    marker = tmp_path / "pwned"
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state["history"] = _Payload(marker)
+    torch.save(state, ckpt)
+    with pytest.raises(CheckpointError, match=r"checkpoint\.pt") as info:
+        run(tiny_config(corpus, tmp_path / "r"), resume=True)
+    assert not marker.exists()
+    assert "delete it" in str(info.value)
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "garbage"])
+def test_resume_names_a_damaged_checkpoint(corpus, tmp_path, capsys, damage):
+    from training.cli import register
+
+    ckpt = _stopped_run(corpus, tmp_path / "r")
+    data = ckpt.read_bytes()
+    ckpt.write_bytes({"empty": b"", "truncated": data[: len(data) // 2],
+                      "garbage": b"\x00not a checkpoint" * 50}[damage])
+    cfg_file = tmp_path / "resume.toml"
+    cfg = tiny_config(corpus, tmp_path / "r").to_dict()
+    cfg_file.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in cfg.items()
+                                if not isinstance(v, dict)) + "[features]\nn_mels = 64\n")
+    parser = argparse.ArgumentParser(prog="pyser")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", str(cfg_file), "--resume"])
+    assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert str(ckpt) in err and "Traceback" not in err
+    assert ("empty" if damage == "empty" else "truncated or corrupt") in err

@@ -27,7 +27,7 @@ def _error(msg: str) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """``pyser train CONFIG [--set KEY=VALUE ...] [--device D] [--resume]``."""
     from training.config import ConfigError
-    from training.train import config_from_args, run, setup_logging
+    from training.train import CheckpointError, config_from_args, run, setup_logging
 
     setup_logging()
     try:
@@ -38,7 +38,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     for cfg in configs:
         try:
             out = run(cfg, resume=args.resume)
-        except (ConfigError, FileNotFoundError) as exc:
+        except (ConfigError, CheckpointError, FileNotFoundError) as exc:
             return _error(str(exc))
         if out["status"] != "done":
             status = 3

@@ -38,6 +38,7 @@ import os
 import random
 import sys
 import time
+import zipfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -54,12 +55,14 @@ from training.losses import CenterLoss, LossSchedule, class_counts, class_weight
 
 __all__ = [
     "BatchSampler",
+    "CheckpointError",
     "FeatureStore",
     "PreparedData",
     "TrainingStopped",
     "centre_crop",
     "collate",
     "fit_normalization",
+    "load_checkpoint",
     "main",
     "predict",
     "prepare_data",
@@ -69,7 +72,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: RNG states as tensors and lists (loads with weights_only=True)
 
 
 class TrainingStopped(Exception):
@@ -549,9 +552,19 @@ def _split_digest(fold: Any) -> str:
 
 
 def _rng_state(sampler: BatchSampler) -> dict:
+    """Every RNG the loop draws from, as types ``torch.load(weights_only=True)`` accepts
+    (tensors, lists, dicts, str, int, float, None)."""
+    version, mt, gauss_next = random.getstate()
+    name, key, pos, has_gauss, cached_gaussian = np.random.get_state()
     state = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "python": [version, list(mt), gauss_next],
+        "numpy": {
+            "name": str(name),
+            "key": torch.from_numpy(np.asarray(key, dtype=np.int64)),  # uint32 words
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
         "torch": torch.get_rng_state(),
         "sampler": sampler.state_dict(),
     }
@@ -561,12 +574,75 @@ def _rng_state(sampler: BatchSampler) -> dict:
 
 
 def _set_rng_state(state: dict, sampler: BatchSampler) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, mt, gauss_next = state["python"]
+    random.setstate((version, tuple(mt), gauss_next))
+    n = state["numpy"]
+    np.random.set_state(
+        (n["name"], n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+         n["cached_gaussian"])
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     sampler.load_state_dict(state["sampler"])
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be resumed from: damaged, unsafe, or of other settings."""
+
+
+_CHECKPOINT_KEYS = (
+    "format", "model", "optimizer", "centers", "step", "best", "history", "window", "rng",
+    "config", "split_digest",
+)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint written by the training loop, loaded with ``weights_only=True``.
+
+    Only tensors and plain data are unpickled, so a crafted file cannot run code. Raises
+    :class:`CheckpointError` naming the file when it is empty, truncated, corrupt, holds
+    other objects, or is of another format.
+    """
+    import pickle
+
+    advice = "delete it (the fold restarts) or run without --resume"
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
+    if size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (an interrupted copy?); {advice}")
+    if not zipfile.is_zipfile(path):  # torch.save writes zip archives
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt (not a torch.save archive); {advice}"
+        )
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "Weights only load failed" in first:
+            raise CheckpointError(
+                f"checkpoint {path} holds objects other than tensors and plain data, which "
+                f"could run code when loaded; refusing it (not written by this pyser?): "
+                f"{advice}"
+            ) from None
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({first}); {advice}")
+    except (RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt ({first}); {advice}"
+        ) from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(
+            f"checkpoint {path} has format {found!r}, this pyser writes {CHECKPOINT_FORMAT}; "
+            f"{advice}"
+        )
+    missing = [k for k in _CHECKPOINT_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}; {advice}")
+    return ckpt
 
 
 def _torch_save(obj: Any, path: Path) -> None:
@@ -659,17 +735,16 @@ def train_fold(
     history: dict[str, list] = {"train": [], "dev": []}
     window = {"loss": 0.0, "ce": 0.0, "center": 0.0, "n": 0}  # running sums between log lines
     if resume and ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if ckpt.get("format") != CHECKPOINT_FORMAT or ckpt["split_digest"] != _split_digest(fold):
-            raise RuntimeError(
-                f"{ckpt_path} belongs to a different split or format; "
-                "delete it or run without --resume"
+        ckpt = load_checkpoint(ckpt_path)
+        if ckpt["split_digest"] != _split_digest(fold):
+            raise CheckpointError(
+                f"{ckpt_path} belongs to a different split; delete it or run without --resume"
             )
         old = ckpt["config"]
         changed = sorted(k for k in _RESUME_KEYS if old.get(k) != getattr(cfg, k))
         if changed:
             was = ", ".join(f"{k}={old.get(k)!r}" for k in changed)
-            raise RuntimeError(
+            raise CheckpointError(
                 f"{ckpt_path} was written with different {', '.join(changed)} ({was}); "
                 "a resumed run must use the same training settings"
             )
@@ -706,8 +781,8 @@ def train_fold(
                     "rng": _rng_state(sampler),
                     "config": cfg.to_dict(),
                     "split_digest": _split_digest(fold),
-                    "repeat": fold.repeat,
-                    "fold": fold.fold,
+                    "repeat": int(fold.repeat),
+                    "fold": int(fold.fold),
                 },
                 ckpt_path,
             )
