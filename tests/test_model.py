@@ -388,3 +388,38 @@ def test_metadata_json_round_trip(metadata):
     again = ModelMetadata.from_json(metadata.to_json())
     assert again == metadata
     assert json.loads(metadata.to_json())["format"] == "pyser-model"
+
+
+@pytest.mark.parametrize(
+    ("feature_config", "match"),
+    [
+        ({"kind": "mel", "n_fft": 0}, "n_fft"),
+        ({"kind": "mel", "n_mels": 128, "bogus_key": 1}, "bogus_key"),
+        ({"kind": "mfcc"}, "kind"),
+        ({"kind": "mel", "hop_length": "160"}, "hop_length"),
+    ],
+)
+def test_metadata_validates_the_feature_config(feature_config, match):
+    with pytest.raises(ValueError, match=rf"feature_config.*{match}"):
+        ModelMetadata(labels=["a", "b"], feature_config=feature_config)
+    doc = ModelMetadata(labels=["a", "b"]).to_dict() | {"feature_config": feature_config}
+    with pytest.raises(ModelFileError, match=match):
+        ModelMetadata.from_dict(doc)
+
+
+def test_load_rejects_an_invalid_feature_config(tmp_path, mel_scripted, metadata):
+    for name, cfg in (("nfft0", {"kind": "mel", "n_fft": 0}),
+                      ("unknown", {"kind": "mel", "n_mels": 128, "n_bins": 128})):
+        doc = metadata.to_dict() | {"feature_config": cfg}
+        _save_with_raw_metadata(tmp_path / f"{name}.pt", mel_scripted, json.dumps(doc))
+        with pytest.raises(ModelFileError, match=rf"{name}\.pt.*feature_config"):
+            load_model(tmp_path / f"{name}.pt")
+
+
+def test_bundled_model_metadata_is_valid():
+    from importlib.resources import files
+
+    assets = [p for p in files("pyser").joinpath("assets").iterdir() if p.name.endswith(".pt")]
+    for asset in assets:
+        _, meta = load_model(str(asset))
+        assert meta.labels and meta.feature_config

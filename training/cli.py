@@ -72,14 +72,17 @@ def cmd_export(args: argparse.Namespace) -> int:
         if out.resolve() == src.resolve():
             return _error(f"{out} is the input model; choose another output name")
         out.parent.mkdir(parents=True, exist_ok=True)
-        if suffix == ".onnx":
-            export_onnx(net, meta, out)
-        else:
-            export_torchscript(net, meta, out)
+        try:
+            if suffix == ".onnx":
+                export_onnx(net, meta, out)
+            else:
+                export_torchscript(net, meta, out)
+        except ValueError as exc:
+            return _error(f"{out}: {exc}")
         line = {"output": str(out), "format": suffix[1:]}
         if not args.no_verify:
             try:
-                line["max_abs_diff"] = verify_export(net, out)
+                line["max_abs_diff"] = verify_export(net, out, meta)
                 line["verified"] = True
             except ExportMismatchError as exc:
                 line["verified"] = False
