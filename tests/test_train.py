@@ -261,6 +261,7 @@ def test_config_file_and_overrides(tmp_path):
             "folds=[1, 2]",
             "features.fmax=7600",
             "progress=false",
+            f"data_root={tmp_path}/{{corpus}}",
         ],
     )
     assert cfg.experiment == "exp"
@@ -269,7 +270,8 @@ def test_config_file_and_overrides(tmp_path):
     assert cfg.folds == [1, 2] and cfg.progress is False
     assert cfg.features == {"n_mels": 64, "fmax": 7600}
     assert cfg.feature_config().n_bins == 64
-    assert cfg.resolved_data_root() == Path("../shared/data/ravdess")
+    (tmp_path / "ravdess").mkdir()
+    assert cfg.resolved_data_root() == tmp_path / "ravdess"
     assert cfg.split_kind() == "speaker"
     assert load_config(None, ["corpus=iemocap"]).split_kind() == "paper"
 
@@ -693,3 +695,77 @@ def test_resume_names_a_damaged_checkpoint(corpus, tmp_path, capsys, damage):
     err = capsys.readouterr().err
     assert str(ckpt) in err and "Traceback" not in err
     assert ("empty" if damage == "empty" else "truncated or corrupt") in err
+
+
+# ------------------------------------------------------------------------ where the data is
+
+
+def test_data_root_resolution_order_and_error(tmp_path, monkeypatch):
+    import training.config as config_mod
+
+    for where in ("explicit", "env", "default"):
+        (tmp_path / where / "emodb").mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # not the repository: nothing may depend on the cwd
+    monkeypatch.setattr(config_mod, "DEFAULT_DATA_DIR", tmp_path / "default", raising=False)
+    monkeypatch.delenv("PYSER_DATA", raising=False)
+    # 3. the default next to the repository
+    assert TrainConfig(corpus="emodb").resolved_data_root() == tmp_path / "default" / "emodb"
+    # 2. $PYSER_DATA, the folder holding the corpora
+    monkeypatch.setenv("PYSER_DATA", str(tmp_path / "env"))
+    assert TrainConfig(corpus="emodb").resolved_data_root() == tmp_path / "env" / "emodb"
+    # 1. the data_root option (--set data_root=..., a config file)
+    explicit = TrainConfig(corpus="emodb", data_root=str(tmp_path / "explicit" / "{corpus}"))
+    assert explicit.resolved_data_root() == tmp_path / "explicit" / "emodb"
+    # nothing found: the error names all three places
+    monkeypatch.setenv("PYSER_DATA", str(tmp_path / "no_env"))
+    monkeypatch.setattr(config_mod, "DEFAULT_DATA_DIR", tmp_path / "no_default")
+    with pytest.raises(FileNotFoundError) as info:
+        TrainConfig(corpus="emodb").resolved_data_root()
+    msg = str(info.value)
+    assert "data_root" in msg and "PYSER_DATA" in msg
+    assert str(tmp_path / "no_env" / "emodb") in msg and str(tmp_path / "no_default") in msg
+    missing = TrainConfig(corpus="emodb", data_root=str(tmp_path / "typo"))
+    with pytest.raises(FileNotFoundError, match=r"data_root.*typo"):
+        missing.resolved_data_root()
+
+
+@pytest.mark.corpus
+def test_default_data_root_does_not_depend_on_the_cwd(data_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert TrainConfig(corpus="emodb").resolved_data_root().resolve() == (
+        data_root / "emodb"
+    ).resolve()
+
+
+def test_train_and_evaluate_name_all_data_roots_when_none_exists(tmp_path, monkeypatch, capsys):
+    import training.config as config_mod
+    from training.cli import register
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYSER_DATA", str(tmp_path / "env"))
+    monkeypatch.setattr(config_mod, "DEFAULT_DATA_DIR", tmp_path / "default", raising=False)
+    parser = argparse.ArgumentParser(prog="pyser")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", "smoke", "--set", f"out_dir={tmp_path / 'out'}"])
+    assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert "PYSER_DATA" in err and str(tmp_path / "env" / "emodb") in err
+    assert str(tmp_path / "default" / "emodb") in err and "data_root" in err
+
+
+def test_evaluate_finds_the_corpus_through_pyser_data(tmp_path, monkeypatch, capsys):
+    from training.cli import register
+
+    make_ravdess(tmp_path / "data" / "ravdess")
+    model = one_class_model(tmp_path / "m.pt")
+    monkeypatch.chdir(tmp_path / "data" / "ravdess")  # anywhere
+    monkeypatch.setenv("PYSER_DATA", str(tmp_path / "data"))
+    parser = argparse.ArgumentParser(prog="pyser")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["evaluate", str(model), "--corpus", "ravdess", "--json",
+                              "--cache-dir", str(tmp_path / "cache")])
+    assert args.func(args) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["n"] == 8 and Path(r["root"]) == tmp_path / "data" / "ravdess"

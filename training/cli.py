@@ -150,7 +150,8 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--root",
         default=None,
-        help="corpus folder (csv: the manifest); default ../shared/data/<corpus>",
+        help="corpus folder (csv: the manifest); default $PYSER_DATA/<corpus>, else "
+        "shared/data/<corpus> next to the repository",
     )
     p.add_argument("--task", default=None, help="label set (default: the model's)")
     p.add_argument("--split", choices=("paper", "speaker"), default=None)

@@ -144,8 +144,10 @@ def evaluate_model(
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    root = args.root or f"../shared/data/{args.corpus}"
+    from training.config import resolve_data_root
+
     try:
+        root = resolve_data_root(args.corpus, args.root)
         r = evaluate_model(
             args.model,
             args.corpus,
