@@ -769,3 +769,42 @@ def test_evaluate_finds_the_corpus_through_pyser_data(tmp_path, monkeypatch, cap
     assert args.func(args) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["n"] == 8 and Path(r["root"]) == tmp_path / "data" / "ravdess"
+
+
+# ------------------------------------------------------------------------ missing extras
+
+
+def test_train_without_the_training_extras_says_what_to_install(corpus, tmp_path, monkeypatch,
+                                                                capsys):
+    import sys
+
+    from training.cli import register
+    from training.train import FeatureStore
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # as if tqdm were not installed
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    parser = argparse.ArgumentParser(prog="pyser")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", "smoke", "--set", f"data_root={corpus}",
+                              "--set", "corpus=csv", "--set", f"out_dir={tmp_path}"])
+    assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert "tqdm" in err and "pip install 'pyser[train]'" in err
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'pyser\[train\]'"):
+        FeatureStore([], None, max_frames=10, preload=True)  # the library says it too
+
+
+def test_export_without_onnx_says_what_to_install(trained, tmp_path, monkeypatch, capsys):
+    import sys
+
+    from training.cli import register
+
+    _, out = trained
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    parser = argparse.ArgumentParser(prog="pyser")
+    register(parser.add_subparsers(dest="command"))
+    model = Path(out["dir"]) / "folds" / "r0_f0" / "model.pt"
+    args = parser.parse_args(["export", str(model), "-o", str(tmp_path / "m.onnx")])
+    assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert "onnx" in err and "pip install 'pyser[train]'" in err

@@ -24,8 +24,40 @@ def _error(msg: str) -> int:
     return 2
 
 
+#: Modules of the ``train`` extra that each verb needs.
+_TRAIN_EXTRAS = {
+    "train": ("tqdm",),
+    "experiment": ("tqdm",),
+    "evaluate": ("tqdm",),
+    "onnx": ("onnx", "onnxruntime"),
+}
+
+
+def missing_extras(verb: str) -> str | None:
+    """A message naming the missing modules of ``verb`` and the extra to install, or None."""
+    import importlib.util
+
+    missing = []
+    for name in _TRAIN_EXTRAS[verb]:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(name)
+    if not missing:
+        return None
+    what = "ONNX export" if verb == "onnx" else f"pyser {verb}"
+    return (
+        f"{what} needs the training extras ({', '.join(missing)} not installed): "
+        "pip install 'pyser[train]'"
+    )
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """``pyser train CONFIG [--set KEY=VALUE ...] [--device D] [--resume]``."""
+    if message := missing_extras("train"):
+        return _error(message)
     from training.config import ConfigError
     from training.train import CheckpointError, config_from_args, run, setup_logging
 
@@ -47,6 +79,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``pyser evaluate MODEL --corpus NAME [--root DIR] ...``."""
+    if message := missing_extras("evaluate"):
+        return _error(message)
     from training.evaluate import run_from_args
 
     return run_from_args(args)
@@ -71,6 +105,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             return _error(f"{out}: the output must end in .onnx (ONNX) or .pt (TorchScript)")
         if out.resolve() == src.resolve():
             return _error(f"{out} is the input model; choose another output name")
+        if suffix == ".onnx" and (message := missing_extras("onnx")):
+            return _error(message)
         out.parent.mkdir(parents=True, exist_ok=True)
         try:
             if suffix == ".onnx":
@@ -102,6 +138,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         for name, text in list_experiments().items():
             print(f"{name:20s} {text}")
         return 0 if args.list else 2
+    if message := missing_extras("experiment"):
+        return _error(message)
     setup_logging()
     overrides = list(args.overrides or [])
     if args.device:

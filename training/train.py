@@ -655,7 +655,13 @@ def _cpu_state(module: nn.Module) -> dict[str, Tensor]:
 
 
 def _tqdm(**kwargs: Any) -> Any:
-    from tqdm.auto import tqdm
+    try:
+        from tqdm.auto import tqdm
+    except ImportError as exc:
+        raise ModuleNotFoundError(
+            f"training needs the training extras ({exc.name or 'tqdm'} is not installed): "
+            "pip install 'pyser[train]'"
+        ) from None
 
     if kwargs.get("disable") is False:
         kwargs["disable"] = None  # tqdm: None = only on a terminal
