@@ -58,6 +58,27 @@ def make_corpus(root: Path, n_per: int = 6, sr: int = 16000, seed: int = 0) -> P
     return manifest
 
 
+def check_figure(path: Path, inches: tuple[float, float], dpi: int = 120) -> None:
+    """A PNG of about ``inches`` x ``dpi`` pixels (bbox_inches="tight" trims or grows the
+    margins), not blank: more than 2 % of it drawn, and more than 0.1 % coloured pixels
+    (data -- lines, markers, colormaps -- as axes and text are grey; the PCA scatters of
+    these tests colour about 0.4 %, an axes-only figure 0)."""
+    import matplotlib.image
+
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", path
+    img = matplotlib.image.imread(path)  # (h, w, 3 or 4) floats in [0, 1]
+    h, w = img.shape[:2]
+    want_w, want_h = inches[0] * dpi, inches[1] * dpi
+    assert 0.6 * want_w <= w <= 1.4 * want_w and 0.6 * want_h <= h <= 1.4 * want_h, (
+        path, (w, h), (want_w, want_h))
+    rgb = img[..., :3]
+    drawn = (rgb < 0.95).any(axis=2).mean()
+    coloured = (rgb.max(axis=2) - rgb.min(axis=2) > 0.25).mean()
+    assert drawn > 0.02, (path, drawn)
+    assert coloured > 0.001, (path, coloured)
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     return make_corpus(tmp_path_factory.mktemp("corpus"))
@@ -444,8 +465,9 @@ def test_sweep_experiment_writes_table_and_figures(corpus, tmp_path):
     rows = read_csv(exp / "summary.csv")
     assert [float(r["lambda"]) for r in rows] == [0.0, 0.3]
     assert "center_lambda = 0.3" in (exp / "summary.md").read_text()
-    for name in ("center_lambda.png", "pca.png", "confusion_center_lambda=0.3.png"):
-        assert (exp / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    check_figure(exp / "center_lambda.png", (5.0, 3.4))
+    check_figure(exp / "confusion_center_lambda=0.3.png", (1.1 * 4 + 1.5, 1.1 * 4 + 1.0))
+    check_figure(exp / "pca.png", (4.2 * 2, 3.8 * 2))  # train/test x two lambdas
 
 
 def test_plots_write_pngs(tmp_path):
@@ -474,8 +496,22 @@ def test_plots_write_pngs(tmp_path):
             tmp_path / "sweep.png",
         ),
     ]
-    for p in paths:
-        assert p.read_bytes()[:4] == b"\x89PNG"
+    check_figure(paths[0], (1.1 * 4 + 1.5, 1.1 * 4 + 1.0))
+    check_figure(paths[1], (4.2 * 2, 3.8))
+    check_figure(paths[2], (5.0, 3.4))
+    # and the check itself: a white image, or axes without data, fail it
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for draw in (lambda ax: ax.axis("off"), lambda ax: ax.set_xlabel("x")):
+        fig, ax = plt.subplots(figsize=(5.0, 3.4))
+        draw(ax)
+        fig.savefig(tmp_path / "blank.png", dpi=120)
+        plt.close(fig)
+        with pytest.raises(AssertionError):
+            check_figure(tmp_path / "blank.png", (5.0, 3.4))
 
 
 # ------------------------------------------------------------------------ strict JSON
