@@ -175,9 +175,6 @@ class EventLog:
                 f.write(strict_json(record) + "\n")
 
 
-_jsonable = json_safe  # numpy -> Python, NaN/inf -> None (strict JSON), Path -> str
-
-
 # ============================================================================ data
 
 
@@ -414,7 +411,7 @@ def _report(y_true: np.ndarray, logits: np.ndarray, n_classes: int) -> dict:
     from training.metrics import classification_report
 
     r = classification_report(y_true, logits.argmax(axis=1), n_classes)
-    return {k: _jsonable(v) for k, v in r.items()}
+    return {k: json_safe(v) for k, v in r.items()}
 
 
 # ============================================================================ prepared data
@@ -627,7 +624,9 @@ def load_checkpoint(path: Path) -> dict:
                 f"could run code when loaded; refusing it (not written by this pyser?): "
                 f"{advice}"
             ) from None
-        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({first}); {advice}")
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt ({first}); {advice}"
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
