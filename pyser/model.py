@@ -28,7 +28,6 @@ import datetime as _dt
 import json
 import math
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from pyser._io import atomic_write
 
 __all__ = [
     "CNN_LAYERS",
@@ -386,7 +387,9 @@ class ModelMetadata:
 
     Attributes:
         labels: class names, index i is logit i.
-        feature_config: the ``FeatureConfig`` as a dict (``FeatureConfig.to_dict()``).
+        feature_config: the ``FeatureConfig`` as a dict (``FeatureConfig.to_dict()``, or any
+            subset of its fields, the others taking their defaults); validated on
+            construction and on load with ``FeatureConfig.from_dict``.
         provenance: training data, split, metrics, date, pyser version, ... (JSON values).
         model: architecture facts filled in on save (arch, n_bins, n_classes, min_frames,
             embedding_dim, rnn_input_size); readers such as ONNX Runtime users need them.
@@ -415,6 +418,22 @@ class ModelMetadata:
                 msg = f"ModelMetadata: {name} must be a dict, got {type(value)}"
                 raise ValueError(msg)  # noqa: TRY004 (from_dict maps ValueError to ModelFileError)
             setattr(self, name, _json_roundtrip(value, name))
+        self.features()  # a feature config no extractor accepts is an error here, not at use
+
+    def features(self) -> Any:
+        """The ``pyser.FeatureConfig`` of ``feature_config`` (None when it is empty).
+
+        Raises ValueError naming ``feature_config`` and the bad field for unknown keys, wrong
+        types or invalid values (``FeatureConfig.from_dict`` validates them).
+        """
+        if not self.feature_config:
+            return None
+        from pyser.features import FeatureConfig
+
+        try:
+            return FeatureConfig.from_dict(self.feature_config)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"ModelMetadata: invalid feature_config: {exc}") from None
 
     def to_dict(self) -> dict:
         return {
@@ -464,23 +483,12 @@ class ModelMetadata:
                 f"metadata has {len(self.labels)} labels {self.labels}, "
                 f"the model has n_classes={n_classes}"
             )
-        expected = _feature_bins(self.feature_config)
+        features = self.features()
+        expected = features.n_bins if features is not None else None
         if expected is not None and expected != n_bins:
             raise ValueError(
                 f"feature_config gives {expected} bins per frame, the model has n_bins={n_bins}"
             )
-
-
-def _feature_bins(cfg: dict) -> int | None:
-    """Bins per frame implied by a feature-config dict, or None when it does not say."""
-    if "n_bins" in cfg:
-        return int(cfg["n_bins"])
-    kind = cfg.get("kind")
-    if kind == "mel":
-        return int(cfg.get("n_mels", 128))
-    if kind == "stft":
-        return int(cfg.get("n_fft", 1024)) // 2 + 1
-    return None
 
 
 def _pyser_version() -> str:
@@ -546,21 +554,18 @@ def save_model(
 
     The file holds the weights, the normalisation buffers and ``pyser_metadata.json``
     (labels, feature config, provenance, architecture). Raises ValueError when the labels or
-    the feature config do not fit the model. The write is atomic (temp file + rename).
+    the feature config do not fit the model. The write is atomic (``pyser._io.atomic_write``).
     """
     path = Path(path)
     meta = prepare_metadata(model, metadata)
     scripted = script_model(model)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+
+    def write(f: Any) -> None:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
-            torch.jit.save(scripted, tmp, _extra_files={METADATA_FILE: meta.to_json()})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            torch.jit.save(scripted, f, _extra_files={METADATA_FILE: meta.to_json()})
+
+    atomic_write(path, write)
     return meta
 
 
@@ -588,7 +593,10 @@ def load_model(
         raise ModelFileError(
             f"{path} is a TorchScript file but not a pyser model (no {METADATA_FILE})"
         )
-    meta = ModelMetadata.from_json(extra[METADATA_FILE])
+    try:
+        meta = ModelMetadata.from_json(extra[METADATA_FILE])
+    except ModelFileError as exc:
+        raise ModelFileError(f"{path}: {exc}") from None
     try:
         facts = _model_facts(module)
         meta.check_model(facts["n_bins"], facts["n_classes"])

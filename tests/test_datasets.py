@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import functools
 import logging
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -189,20 +190,59 @@ def test_iemocap_count_check(tmp_path, caplog):
     assert not info["full_tree"] and "official release" not in caplog.text
 
 
-def test_iemocap_count_check_official_numbers(caplog):
-    utts = [
-        Utterance(Path(f"/x/{code}{i}.wav"), label_map("iemocap")[code], "Ses01F", 1.0, "iemocap",
-                  {"emotion": code, "session": 1 + i % 5})
-        for code, n in IEMOCAP_4CLASS_COUNTS.items()
-        for i in range(n)
-    ]
+# The official release's 4-class counts, as published (not read from training.datasets).
+OFFICIAL_4CLASS = {"neu": 1708, "ang": 1103, "hap": 595, "exc": 1041, "sad": 1084}
+
+
+def make_iemocap_release(root: Path, counts: dict[str, int]) -> Path:
+    """A release tree with ``counts[code]`` turns of each emotion code over five sessions,
+    improvised and scripted dialogs of up to 60 turns, both speakers; every turn has its own
+    audio file (hard links to one short WAV, to keep the tree cheap)."""
+    rel = root / "IEMOCAP_full_release"
+    template = write_audio(root / "template.wav", seconds=0.05)
+    turns = [code for code, n in counts.items() for _ in range(n)]
+    for s in range(1, 6):
+        mine = turns[s - 1 :: 5]  # spread every code over the five sessions
+        ev = rel / f"Session{s}" / "dialog" / "EmoEvaluation"
+        ev.mkdir(parents=True)
+        for d, start in enumerate(range(0, len(mine), 60)):
+            kind = "impro" if d % 2 == 0 else "script"
+            dialog = f"Ses0{s}{'FM'[d % 2]}_{kind}{d:02d}" + ("" if kind == "impro" else "_1")
+            wav_dir = rel / f"Session{s}" / "sentences" / "wav" / dialog
+            wav_dir.mkdir(parents=True)
+            chunk = mine[start : start + 60]
+            names = [f"{dialog}_{'FM'[k % 2]}{k:03d}" for k in range(len(chunk))]
+            (ev / f"{dialog}.txt").write_text(iemocap_eval(list(zip(names, chunk))))
+            for name in names:
+                os.link(template, wav_dir / f"{name}.wav")
+    return rel
+
+
+def test_iemocap_4class_count_of_a_full_release_tree(tmp_path, caplog):
+    """5,531 comes out of the loader on a generated release tree (excluded codes included),
+    and one missing file is noticed."""
+    counts = dict(OFFICIAL_4CLASS, fru=1849, xxx=2507, sur=107, fea=40, oth=3, dis=2)
+    make_iemocap_release(tmp_path, counts)
     with caplog.at_level(logging.WARNING, logger="training.datasets"):
-        info = check_iemocap_count(utts)
-    assert info["total"] == IEMOCAP_4CLASS_TOTAL == 5531
-    assert info["full_tree"] and info["matches"] and caplog.text == ""
+        utts = load_corpus("iemocap", tmp_path)
+    assert len(utts) == 5531 == IEMOCAP_4CLASS_TOTAL
+    assert Counter(u.meta["emotion"] for u in utts) == OFFICIAL_4CLASS == IEMOCAP_4CLASS_COUNTS
+    assert Counter(u.label for u in utts) == {"neutral": 1708, "angry": 1103, "happy": 1636,
+                                              "sad": 1084}
+    assert utts.report.excluded == {"fru": 1849, "xxx": 2507, "sur": 107, "fea": 40, "oth": 3,
+                                    "dis": 2}
+    assert not utts.report.problems and caplog.text == ""
+    info = check_iemocap_count(utts)
+    assert info["full_tree"] and info["matches"] and info["total"] == 5531
+    assert info["sessions"] == [1, 2, 3, 4, 5]
+    # One turn's audio missing: the loader reports it and the count check warns.
+    gone = next(u for u in utts if u.meta["emotion"] == "exc")
+    gone.path.unlink()
+    caplog.clear()
     with caplog.at_level(logging.WARNING, logger="training.datasets"):
-        info = check_iemocap_count(utts[1:])
-    assert not info["matches"] and "5530 utterances" in caplog.text
+        fewer = load_corpus("iemocap", tmp_path)
+    assert len(fewer) == 5530 and len(fewer.report.problems) == 1
+    assert "5530 utterances" in caplog.text and "official release gives 5531" in caplog.text
 
 
 def test_iemocap_without_sessions(tmp_path):

@@ -72,7 +72,7 @@ def test_torchscript_export_round_trip(tmp_path, model):
     path = export_torchscript(model, _metadata(), tmp_path / "model.pt")
     loaded, meta = load_model(path)
     _assert_same_metadata(meta, _metadata())
-    diff = verify_export(model, path, n_trials=2)
+    diff = verify_export(model, path, _metadata(), n_trials=2)
     assert 0.0 <= diff <= ATOL
     x, lengths = 3.0 * torch.randn(2, 70, 128) - 40.0, torch.tensor([70, 20])
     with torch.no_grad():
@@ -124,7 +124,7 @@ def test_onnx_runtime_matches_eager_off_the_trace_length(onnx_path, model):
 
 
 def test_verify_export_passes_for_onnx(onnx_path, model):
-    diff = verify_export(model, onnx_path, n_trials=3)
+    diff = verify_export(model, onnx_path, _metadata(), n_trials=3)
     assert 0.0 <= diff <= ATOL
 
 
@@ -133,7 +133,7 @@ def test_onnx_export_of_a_stft_model(tmp_path):
     meta = _metadata(513, labels=("a", "b", "c"))
     path = export_onnx(model, meta, tmp_path / "stft.onnx")
     _assert_same_metadata(load_onnx_metadata(path), meta, n_bins=513)
-    assert verify_export(model, path, n_trials=2) <= ATOL
+    assert verify_export(model, path, meta, n_trials=2) <= ATOL
 
 
 def test_export_onnx_validates_before_writing(tmp_path, model):
@@ -165,18 +165,18 @@ def _slightly_different(model: CRNN) -> CRNN:
 def test_verify_export_raises_on_a_mismatching_model(which, onnx_path, torchscript_path, model):
     path = onnx_path if which == "onnx" else torchscript_path
     with pytest.raises(ExportMismatchError, match="differs from the eager model"):
-        verify_export(_model(seed=7), path, n_trials=1)
+        verify_export(_model(seed=7), path, _metadata(), n_trials=1)
     with pytest.raises(ExportMismatchError, match="differs from the eager model"):
-        verify_export(_slightly_different(model), path, n_trials=1)
+        verify_export(_slightly_different(model), path, _metadata(), n_trials=1)
     # and the untouched model still passes against the same file
-    assert verify_export(model, path, n_trials=1) <= ATOL
+    assert verify_export(model, path, _metadata(), n_trials=1) <= ATOL
 
 
 @pytest.mark.parametrize("which", ["onnx", "torchscript"])
 def test_verify_export_raises_on_a_model_of_another_shape(which, onnx_path, torchscript_path):
     path = onnx_path if which == "onnx" else torchscript_path
     with pytest.raises(ExportMismatchError, match="labels"):
-        verify_export(_model(n_classes=5), path, n_trials=1)
+        verify_export(_model(n_classes=5), path, _metadata(), n_trials=1)
 
 
 def test_onnx_metadata_errors(tmp_path, onnx_path):
@@ -191,3 +191,82 @@ def test_onnx_metadata_errors(tmp_path, onnx_path):
     onnx.save(bare, str(tmp_path / "bare.onnx"))
     with pytest.raises(ModelFileError, match="not a pyser model"):
         load_onnx_metadata(tmp_path / "bare.onnx")
+
+
+# ---------------------------------------------------------------- metadata checks
+
+
+def test_verify_export_compares_labels_and_feature_config(tmp_path, model):
+    reversed_meta = _metadata(labels=("sad", "happy", "angry", "neutral"))
+    path = export_onnx(model, reversed_meta, tmp_path / "reversed.onnx")
+    # Same weights, same shapes: only the metadata tells the classes apart.
+    assert verify_export(model, path, reversed_meta, n_trials=1) <= ATOL
+    with pytest.raises(ExportMismatchError, match=r"reversed\.onnx.*labels"):
+        verify_export(model, path, _metadata(), n_trials=1)
+    ts = export_torchscript(model, reversed_meta, tmp_path / "reversed.pt")
+    with pytest.raises(ExportMismatchError, match=r"reversed\.pt.*labels"):
+        verify_export(model, ts, _metadata(), n_trials=1)
+    hop = _metadata()
+    hop.feature_config["hop_length"] = 320  # frames twice as far apart: the model is wrong
+    path = export_onnx(model, hop, tmp_path / "hop.onnx")
+    with pytest.raises(ExportMismatchError, match=r"hop\.onnx.*feature_config.*hop_length"):
+        verify_export(model, path, _metadata(), n_trials=1)
+
+
+def test_export_validates_the_feature_config(tmp_path, model):
+    meta = _metadata()
+    meta.feature_config["n_fft"] = 0  # set after construction, as a caller could
+    with pytest.raises(ValueError, match="feature_config.*n_fft"):
+        export_onnx(model, meta, tmp_path / "bad.onnx")
+    meta = _metadata()
+    meta.feature_config["typo_key"] = 1
+    with pytest.raises(ValueError, match="feature_config.*typo_key"):
+        export_torchscript(model, meta, tmp_path / "bad.pt")
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_export_refuses_invalid_metadata(tmp_path, model, capsys):
+    import argparse
+    import json
+    import warnings
+
+    from pyser.model import METADATA_FILE
+    from training.cli import register
+
+    src = tmp_path / "src.pt"
+    doc = _metadata().to_dict() | {"feature_config": {"kind": "mel", "n_fft": 0}}
+    doc["model"] = {"n_bins": 128, "n_classes": 4}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(_script(model), str(src), _extra_files={METADATA_FILE: json.dumps(doc)})
+    parser = argparse.ArgumentParser(prog="pyser")
+    register(parser.add_subparsers(dest="command"))
+    out = tmp_path / "out.onnx"
+    args = parser.parse_args(["export", str(src), "-o", str(out)])
+    assert args.func(args) == 2
+    assert "n_fft" in capsys.readouterr().err and not out.exists()
+
+
+def test_cli_export_verifies_labels(tmp_path, model, capsys, monkeypatch):
+    """pyser export checks the written file's labels against the source model's."""
+    import argparse
+    import json
+
+    import training.export as export_mod
+    from training.cli import register
+
+    src = export_torchscript(model, _metadata(), tmp_path / "src.pt")
+    real = export_mod.export_onnx
+
+    def reversing(net, meta, path, **kw):  # a buggy exporter that reverses the labels
+        flipped = ModelMetadata(labels=meta.labels[::-1], feature_config=meta.feature_config,
+                                provenance=meta.provenance)
+        return real(net, flipped, path, **kw)
+
+    monkeypatch.setattr(export_mod, "export_onnx", reversing)
+    parser = argparse.ArgumentParser(prog="pyser")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["export", str(src), "-o", str(tmp_path / "out.onnx")])
+    assert args.func(args) == 3
+    line = json.loads(capsys.readouterr().out)
+    assert line["verified"] is False and "labels" in line["error"]

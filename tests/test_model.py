@@ -126,25 +126,41 @@ def test_output_shapes(n_bins, n_classes):
 # ---------------------------------------------------------------- variable length
 
 
+def _outputs(model: CRNN, x: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+    """logits, z and each GRU direction's part of the FC1 input: ``fw`` (forward GRU at the
+    last valid step) and ``bw`` (backward GRU at step 0), captured with a forward hook."""
+    seen = {}
+    hook = model.fc1.register_forward_hook(lambda m, inputs, out: seen.update(rnn=inputs[0]))
+    try:
+        logits, z = model.forward_with_embedding(x, lengths)
+    finally:
+        hook.remove()
+    hidden = model.gru_fw.hidden_size
+    return {"logits": logits, "z": z, "fw": seen["rnn"][:, :hidden], "bw": seen["rnn"][:, hidden:]}
+
+
 @pytest.mark.parametrize("n_bins", [128, 513])
 def test_padding_invariance(n_bins):
+    """Each row of a padded batch gives the same logits, z and GRU outputs of *both*
+    directions as the utterance alone (z alone could hide a bug in one direction)."""
     model = _model(n_bins, 4)
     lengths = [160, 30, 49, 50, 97, 1]
     # Loud noise in the padding: only exact masking keeps it out of the valid outputs.
     x = _features(model, lengths, pad_value=1e3)
     with torch.no_grad():
-        logits, z = model.forward_with_embedding(x, torch.tensor(lengths))
+        batch = _outputs(model, x, torch.tensor(lengths))
         for i, n in enumerate(lengths):
-            alone_logits, alone_z = model.forward_with_embedding(
-                x[i : i + 1, :n], torch.tensor([n])
-            )
-            torch.testing.assert_close(logits[i : i + 1], alone_logits, rtol=0, atol=ATOL)
-            torch.testing.assert_close(z[i : i + 1], alone_z, rtol=0, atol=ATOL)
+            alone = _outputs(model, x[i : i + 1, :n], torch.tensor([n]))
+            for key in ("logits", "z", "fw", "bw"):
+                torch.testing.assert_close(
+                    batch[key][i : i + 1], alone[key], rtol=0, atol=ATOL, msg=f"{key}, row {i}"
+                )
 
 
 def test_padding_invariance_holds_for_both_gru_directions(mel):
-    """Changing only the first or only the last valid frame must change the output (both
-    directions see every valid frame), while changing padding must not.
+    """Changing only the first or only the last valid frame must change *each* direction's
+    GRU output (each direction reads every valid frame), while changing padding must change
+    nothing.
 
     n = 113 = 49 + 4 * 16 is a length the valid conv/pool stack uses to its last frame (for
     other lengths up to 15 trailing frames fall outside every receptive field, as in TF)."""
@@ -152,14 +168,18 @@ def test_padding_invariance_holds_for_both_gru_directions(mel):
     x = _features(mel, [n + 40], pad_value=0.0)
     lens = torch.tensor([n])
     with torch.no_grad():
-        base = mel.embed(x, lens)
+        base = _outputs(mel, x, lens)
         for frame in (0, n - 1):
             y = x.clone()
             y[0, frame] += 30.0
-            assert (mel.embed(y, lens) - base).abs().max() > 1e-4, frame
+            changed = _outputs(mel, y, lens)
+            for key in ("fw", "bw", "z", "logits"):
+                assert (changed[key] - base[key]).abs().max() > 1e-4, (key, frame)
         y = x.clone()
         y[0, n:] = 1e4
-        torch.testing.assert_close(mel.embed(y, lens), base, rtol=0, atol=ATOL)
+        padded = _outputs(mel, y, lens)
+        for key in ("fw", "bw", "z", "logits"):
+            torch.testing.assert_close(padded[key], base[key], rtol=0, atol=ATOL, msg=key)
 
 
 def test_short_inputs_are_padded_with_mean_frames(mel):
@@ -397,3 +417,38 @@ def test_metadata_json_round_trip(metadata):
     again = ModelMetadata.from_json(metadata.to_json())
     assert again == metadata
     assert json.loads(metadata.to_json())["format"] == "pyser-model"
+
+
+@pytest.mark.parametrize(
+    ("feature_config", "match"),
+    [
+        ({"kind": "mel", "n_fft": 0}, "n_fft"),
+        ({"kind": "mel", "n_mels": 128, "bogus_key": 1}, "bogus_key"),
+        ({"kind": "mfcc"}, "kind"),
+        ({"kind": "mel", "hop_length": "160"}, "hop_length"),
+    ],
+)
+def test_metadata_validates_the_feature_config(feature_config, match):
+    with pytest.raises(ValueError, match=rf"feature_config.*{match}"):
+        ModelMetadata(labels=["a", "b"], feature_config=feature_config)
+    doc = ModelMetadata(labels=["a", "b"]).to_dict() | {"feature_config": feature_config}
+    with pytest.raises(ModelFileError, match=match):
+        ModelMetadata.from_dict(doc)
+
+
+def test_load_rejects_an_invalid_feature_config(tmp_path, mel_scripted, metadata):
+    for name, cfg in (("nfft0", {"kind": "mel", "n_fft": 0}),
+                      ("unknown", {"kind": "mel", "n_mels": 128, "n_bins": 128})):
+        doc = metadata.to_dict() | {"feature_config": cfg}
+        _save_with_raw_metadata(tmp_path / f"{name}.pt", mel_scripted, json.dumps(doc))
+        with pytest.raises(ModelFileError, match=rf"{name}\.pt.*feature_config"):
+            load_model(tmp_path / f"{name}.pt")
+
+
+def test_bundled_model_metadata_is_valid():
+    from importlib.resources import files
+
+    assets = [p for p in files("pyser").joinpath("assets").iterdir() if p.name.endswith(".pt")]
+    for asset in assets:
+        _, meta = load_model(str(asset))
+        assert meta.labels and meta.feature_config

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,27 @@ def make_corpus(root: Path, n_per: int = 6, sr: int = 16000, seed: int = 0) -> P
         w.writeheader()
         w.writerows(rows)
     return manifest
+
+
+def check_figure(path: Path, inches: tuple[float, float], dpi: int = 120) -> None:
+    """A PNG of about ``inches`` x ``dpi`` pixels (bbox_inches="tight" trims or grows the
+    margins), not blank: more than 2 % of it drawn, and more than 0.1 % coloured pixels
+    (data -- lines, markers, colormaps -- as axes and text are grey; the PCA scatters of
+    these tests colour about 0.4 %, an axes-only figure 0)."""
+    import matplotlib.image
+
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", path
+    img = matplotlib.image.imread(path)  # (h, w, 3 or 4) floats in [0, 1]
+    h, w = img.shape[:2]
+    want_w, want_h = inches[0] * dpi, inches[1] * dpi
+    assert 0.6 * want_w <= w <= 1.4 * want_w and 0.6 * want_h <= h <= 1.4 * want_h, (
+        path, (w, h), (want_w, want_h))
+    rgb = img[..., :3]
+    drawn = (rgb < 0.95).any(axis=2).mean()
+    coloured = (rgb.max(axis=2) - rgb.min(axis=2) > 0.25).mean()
+    assert drawn > 0.02, (path, drawn)
+    assert coloured > 0.001, (path, coloured)
 
 
 @pytest.fixture(scope="module")
@@ -260,6 +282,7 @@ def test_config_file_and_overrides(tmp_path):
             "folds=[1, 2]",
             "features.fmax=7600",
             "progress=false",
+            f"data_root={tmp_path}/{{corpus}}",
         ],
     )
     assert cfg.experiment == "exp"
@@ -268,7 +291,8 @@ def test_config_file_and_overrides(tmp_path):
     assert cfg.folds == [1, 2] and cfg.progress is False
     assert cfg.features == {"n_mels": 64, "fmax": 7600}
     assert cfg.feature_config().n_bins == 64
-    assert cfg.resolved_data_root() == Path("../shared/data/ravdess")
+    (tmp_path / "ravdess").mkdir()
+    assert cfg.resolved_data_root() == tmp_path / "ravdess"
     assert cfg.split_kind() == "speaker"
     assert load_config(None, ["corpus=iemocap"]).split_kind() == "paper"
 
@@ -356,7 +380,26 @@ def test_cli_train_and_evaluate(corpus, tmp_path, capsys):
     )
     assert args.func(args) == 0
     r = json.loads(capsys.readouterr().out)
-    assert r["n"] == 72 and 0.0 <= r["ua"] <= 1.0
+    assert r["n"] == 72
+    # The same numbers from the inference path, one utterance at a time, scored by sklearn.
+    from sklearn.metrics import balanced_accuracy_score, confusion_matrix
+
+    from pyser import FeatureConfig, extract_features
+    from pyser.audio import load_audio
+    from pyser.model import load_model
+
+    net, meta = load_model(model)
+    fc = FeatureConfig.from_dict(meta.feature_config)
+    y_true, y_pred = [], []
+    for row in read_csv(corpus):
+        x = torch.from_numpy(extract_features(load_audio(corpus.parent / row["path"]), fc))
+        with torch.no_grad():
+            logits = net(x[None], torch.tensor([x.shape[0]]))
+        y_true.append(meta.labels.index(row["label"]))
+        y_pred.append(int(logits.argmax()))
+    assert r["ua"] == pytest.approx(balanced_accuracy_score(y_true, y_pred), abs=1e-12)
+    assert r["wa"] == pytest.approx(np.mean(np.equal(y_true, y_pred)), abs=1e-12)
+    assert r["confusion"] == confusion_matrix(y_true, y_pred, labels=range(4)).tolist()
 
 
 # ------------------------------------------------------------------------ CUDA
@@ -422,8 +465,9 @@ def test_sweep_experiment_writes_table_and_figures(corpus, tmp_path):
     rows = read_csv(exp / "summary.csv")
     assert [float(r["lambda"]) for r in rows] == [0.0, 0.3]
     assert "center_lambda = 0.3" in (exp / "summary.md").read_text()
-    for name in ("center_lambda.png", "pca.png", "confusion_center_lambda=0.3.png"):
-        assert (exp / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    check_figure(exp / "center_lambda.png", (5.0, 3.4))
+    check_figure(exp / "confusion_center_lambda=0.3.png", (1.1 * 4 + 1.5, 1.1 * 4 + 1.0))
+    check_figure(exp / "pca.png", (4.2 * 2, 3.8 * 2))  # train/test x two lambdas
 
 
 def test_plots_write_pngs(tmp_path):
@@ -452,5 +496,370 @@ def test_plots_write_pngs(tmp_path):
             tmp_path / "sweep.png",
         ),
     ]
-    for p in paths:
-        assert p.read_bytes()[:4] == b"\x89PNG"
+    check_figure(paths[0], (1.1 * 4 + 1.5, 1.1 * 4 + 1.0))
+    check_figure(paths[1], (4.2 * 2, 3.8))
+    check_figure(paths[2], (5.0, 3.4))
+    # and the check itself: a white image, or axes without data, fail it
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for draw in (lambda ax: ax.axis("off"), lambda ax: ax.set_xlabel("x")):
+        fig, ax = plt.subplots(figsize=(5.0, 3.4))
+        draw(ax)
+        fig.savefig(tmp_path / "blank.png", dpi=120)
+        plt.close(fig)
+        with pytest.raises(AssertionError):
+            check_figure(tmp_path / "blank.png", (5.0, 3.4))
+
+
+# ------------------------------------------------------------------------ strict JSON
+
+
+def _refuse_constant(token):
+    raise ValueError(f"non-standard JSON constant {token}")
+
+
+def strict_loads(text: str):
+    """json.loads that rejects NaN/Infinity, as strict parsers (JavaScript, jq, Go) do."""
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
+def one_class_model(path: Path, n_mels: int = 64) -> Path:
+    """A model file whose logits always pick 'neutral': every other class is never predicted,
+    so its precision is undefined (NaN in the metrics)."""
+    from crnn_factory import random_crnn
+
+    from pyser.model import ModelMetadata, save_model
+
+    net = random_crnn(n_bins=n_mels)
+    with torch.no_grad():
+        net.fc2.bias.copy_(torch.tensor([1e4, 0.0, 0.0, 0.0]))
+    meta = ModelMetadata(
+        labels=["neutral", "angry", "happy", "sad"],
+        feature_config={"kind": "mel", "n_mels": n_mels},
+        provenance={"task": "4class"},
+    )
+    save_model(path, net, meta)
+    return path
+
+
+def test_evaluate_json_is_strict_when_a_class_is_never_predicted(corpus, tmp_path, capsys):
+    from training.cli import register
+
+    parser = argparse.ArgumentParser(prog="pyser")
+    register(parser.add_subparsers(dest="command"))
+    model = one_class_model(tmp_path / "m.pt")
+    args = parser.parse_args(["evaluate", str(model), "--corpus", "csv", "--root", str(corpus),
+                              "--cache-dir", str(tmp_path / "cache"), "--json"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    r = strict_loads(out)
+    assert r["precision"] == [0.25, None, None, None]  # 18 of 72 are neutral
+    assert r["recall"] == [1.0, 0.0, 0.0, 0.0] and r["ua"] == 0.25
+
+
+def test_results_and_event_log_are_strict_json(tmp_path):
+    from training.train import EventLog, _report, write_results
+
+    y = np.array([0, 1, 2, 3] * 3)
+    logits = np.zeros((12, 4), np.float32)
+    logits[:, 0] = 1.0  # only class 0 is predicted: precision NaN for 1-3
+    report = _report(y, logits, 4)
+    fold = {"repeat": 0, "fold": 0, "best_step": 1, "sizes": {"test": 12},
+            "test": report, "dev": report, "history": {}}
+    cfg = TrainConfig(experiment="strict", out_dir=str(tmp_path))
+    info = {"corpus": "csv", "labels": ["neutral", "angry", "happy", "sad"],
+            "n_utterances": 12, "class_counts": {}, "split": "speaker"}
+    write_results(tmp_path, cfg, info, [fold])
+    doc = strict_loads((tmp_path / "results.json").read_text())
+    assert doc["folds"][0]["test"]["precision"] == [0.25, None, None, None]
+    events = EventLog(tmp_path / "log.jsonl")
+    events("eval", dev_ua=float("nan"), precision=report["precision"])
+    (line,) = (tmp_path / "log.jsonl").read_text().splitlines()
+    assert strict_loads(line)["dev_ua"] is None
+
+
+# ------------------------------------------------------------------------ undecodable audio
+
+
+def test_feature_store_skips_and_names_files_that_cannot_be_decoded(caplog):
+    from training.cache import AudioDecodeError
+    from training.train import FeatureStore
+
+    class Cache:
+        def get(self, utt):
+            if utt.startswith("bad"):
+                raise AudioDecodeError(f"/corpus/{utt}.flac", "cannot decode the audio (lost sync)")
+            if utt == "short":
+                return np.zeros((0, 2), np.float32)
+            return np.full((5 + len(utt), 2), len(utt), np.float32)
+
+    utts = ["a", "bad1", "bbb", "short", "bad2"]
+    with caplog.at_level(logging.WARNING, logger="training.train"):
+        store = FeatureStore(utts, Cache(), max_frames=100, preload=True)
+    assert store.utts == ["a", "bbb"] and store.kept.tolist() == [0, 2]
+    assert store.lengths.tolist() == [6, 8] and store.get(1)[0, 0] == 3
+    assert [u for u, _ in store.skipped] == ["bad1", "short", "bad2"]  # in input order
+    reasons = dict(store.skipped)
+    assert "lost sync" in reasons["bad1"] and "lost sync" in reasons["bad2"]
+    assert "shorter than one FFT frame" in reasons["short"]
+    for name in ("bad1.flac", "bad2.flac", "short"):
+        assert name in caplog.text
+
+
+def test_training_skips_undecodable_files_and_counts_them(tmp_path, caplog):
+    import soundfile as sf
+
+    from training.train import run
+
+    manifest = make_corpus(tmp_path / "corpus", n_per=3)
+    root = manifest.parent
+    tone = (0.3 * np.sin(np.arange(12000) * 0.2)).astype(np.float32)
+    sf.write(root / "cut.flac", tone, 16000)
+    data = (root / "cut.flac").read_bytes()
+    (root / "cut.flac").write_bytes(data[: len(data) // 2])  # the header is intact
+    holed = tone.copy()
+    holed[500] = np.nan
+    sf.write(root / "nan.wav", holed, 16000, subtype="FLOAT")
+    with open(manifest, "a") as f:
+        f.write("cut.flac,sad,s1\nnan.wav,angry,s2\n")
+
+    cfg = tiny_config(manifest, tmp_path / "out", steps=2, eval_every=2, best_after_step=0,
+                      log_every=1, eval_train=False, save_embeddings=False)
+    with caplog.at_level(logging.WARNING):
+        out = run(cfg)
+    assert out["status"] == "done"
+    assert "cut.flac" in caplog.text and "nan.wav" in caplog.text
+    info = out["data"]
+    assert info["n_utterances"] == 36  # 3 speakers x 4 classes x 3, the two bad ones left out
+    assert info["n_skipped"] == 2
+    skipped = {Path(s["path"]).name: s["reason"] for s in info["skipped"]}
+    assert set(skipped) == {"cut.flac", "nan.wav"}
+    assert "non-finite" in skipped["nan.wav"] and "decode" in skipped["cut.flac"]
+    exp = Path(out["dir"])
+    assert json.loads((exp / "results.json").read_text())["data"]["n_skipped"] == 2
+    assert "2 files skipped" in (exp / "results.md").read_text()
+
+
+# ------------------------------------------------------------------------ evaluate's counts
+
+
+def make_ravdess(root: Path) -> Path:
+    """2 actors x 8 emotions of RAVDESS speech (1 s tones), one cut FLAC, one song file."""
+    import soundfile as sf
+
+    tone = (0.3 * np.sin(np.arange(16000) * 0.1)).astype(np.float32)
+    for actor in ("01", "02"):
+        for emo in ("01", "02", "03", "04", "05", "06", "07", "08"):
+            path = root / f"Actor_{actor}" / f"03-01-{emo}-01-01-01-{actor}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, tone, 16000)
+    cut = root / "Actor_02" / "03-01-05-02-01-01-02.flac"  # angry, a header and half the data
+    sf.write(cut, tone, 16000)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    sf.write(root / "Actor_01" / "03-02-01-01-01-01-01.wav", tone, 16000)  # song: a bad name
+    return root
+
+
+def test_evaluate_says_what_was_excluded_and_skipped(tmp_path, capsys):
+    from training.cli import register
+
+    root = make_ravdess(tmp_path / "ravdess")
+    parser = argparse.ArgumentParser(prog="pyser")
+    register(parser.add_subparsers(dest="command"))
+    model = one_class_model(tmp_path / "m.pt")
+    common = [str(model), "--corpus", "ravdess", "--root", str(root),
+              "--cache-dir", str(tmp_path / "cache")]
+    args = parser.parse_args(["evaluate", *common])
+    assert args.func(args) == 0
+    text = capsys.readouterr().out
+    # 16 speech files of 8 emotions: 8 of the 4 classes scored, 8 of calm, fearful, disgust
+    # and surprised excluded; the cut FLAC and the song file are skipped.
+    assert "8 utterances" in text
+    assert "8 excluded" in text and "calm 2" in text and "surprised 2" in text
+    assert "2 files skipped" in text and "03-01-05-02-01-01-02.flac" in text
+    assert "03-02-01-01-01-01-01.wav" in text
+    args = parser.parse_args(["evaluate", *common, "--json"])
+    assert args.func(args) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["n"] == 8 and r["excluded"] == 8
+    assert r["excluded_by"] == {"calm": 2, "fearful": 2, "disgust": 2, "surprised": 2}
+    assert r["n_skipped"] == 2
+    assert {Path(s["path"]).name for s in r["skipped"]} == {
+        "03-01-05-02-01-01-02.flac", "03-02-01-01-01-01-01.wav"}
+
+
+# ------------------------------------------------------------------------ safe checkpoints
+
+
+class _Payload:
+    """Unpickling this runs code: it touches the marker file (a stand-in for anything worse)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def _stopped_run(corpus: Path, out: Path) -> Path:
+    from training.train import run
+
+    assert run(tiny_config(corpus, out, stop_at_step=3))["status"] == "stopped"
+    return out / "tiny" / "folds" / "r0_f0" / "checkpoint.pt"
+
+
+def test_checkpoints_hold_only_weights_only_types(corpus, tmp_path):
+    ckpt = _stopped_run(corpus, tmp_path / "r")
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)  # no numpy, no classes
+    assert state["step"] == 3 and "rng" in state
+
+
+def test_resume_refuses_a_checkpoint_that_would_run_code(corpus, tmp_path):
+    from training.train import CheckpointError, run
+
+    ckpt = _stopped_run(corpus, tmp_path / "r")
+    marker = tmp_path / "pwned"
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state["history"] = _Payload(marker)
+    torch.save(state, ckpt)
+    with pytest.raises(CheckpointError, match=r"checkpoint\.pt") as info:
+        run(tiny_config(corpus, tmp_path / "r"), resume=True)
+    assert not marker.exists()
+    assert "delete it" in str(info.value)
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "garbage"])
+def test_resume_names_a_damaged_checkpoint(corpus, tmp_path, capsys, damage):
+    from training.cli import register
+
+    ckpt = _stopped_run(corpus, tmp_path / "r")
+    data = ckpt.read_bytes()
+    ckpt.write_bytes({"empty": b"", "truncated": data[: len(data) // 2],
+                      "garbage": b"\x00not a checkpoint" * 50}[damage])
+    cfg_file = tmp_path / "resume.toml"
+    cfg = tiny_config(corpus, tmp_path / "r").to_dict()
+    cfg_file.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in cfg.items()
+                                if not isinstance(v, dict)) + "[features]\nn_mels = 64\n")
+    parser = argparse.ArgumentParser(prog="pyser")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", str(cfg_file), "--resume"])
+    assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert str(ckpt) in err and "Traceback" not in err
+    assert ("empty" if damage == "empty" else "truncated or corrupt") in err
+
+
+# ------------------------------------------------------------------------ where the data is
+
+
+def test_data_root_resolution_order_and_error(tmp_path, monkeypatch):
+    import training.config as config_mod
+
+    for where in ("explicit", "env", "default"):
+        (tmp_path / where / "emodb").mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # not the repository: nothing may depend on the cwd
+    monkeypatch.setattr(config_mod, "DEFAULT_DATA_DIR", tmp_path / "default", raising=False)
+    monkeypatch.delenv("PYSER_DATA", raising=False)
+    # 3. the default next to the repository
+    assert TrainConfig(corpus="emodb").resolved_data_root() == tmp_path / "default" / "emodb"
+    # 2. $PYSER_DATA, the folder holding the corpora
+    monkeypatch.setenv("PYSER_DATA", str(tmp_path / "env"))
+    assert TrainConfig(corpus="emodb").resolved_data_root() == tmp_path / "env" / "emodb"
+    # 1. the data_root option (--set data_root=..., a config file)
+    explicit = TrainConfig(corpus="emodb", data_root=str(tmp_path / "explicit" / "{corpus}"))
+    assert explicit.resolved_data_root() == tmp_path / "explicit" / "emodb"
+    # nothing found: the error names all three places
+    monkeypatch.setenv("PYSER_DATA", str(tmp_path / "no_env"))
+    monkeypatch.setattr(config_mod, "DEFAULT_DATA_DIR", tmp_path / "no_default")
+    with pytest.raises(FileNotFoundError) as info:
+        TrainConfig(corpus="emodb").resolved_data_root()
+    msg = str(info.value)
+    assert "data_root" in msg and "PYSER_DATA" in msg
+    assert str(tmp_path / "no_env" / "emodb") in msg and str(tmp_path / "no_default") in msg
+    missing = TrainConfig(corpus="emodb", data_root=str(tmp_path / "typo"))
+    with pytest.raises(FileNotFoundError, match=r"data_root.*typo"):
+        missing.resolved_data_root()
+
+
+@pytest.mark.corpus
+def test_default_data_root_does_not_depend_on_the_cwd(data_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert TrainConfig(corpus="emodb").resolved_data_root().resolve() == (
+        data_root / "emodb"
+    ).resolve()
+
+
+def test_train_and_evaluate_name_all_data_roots_when_none_exists(tmp_path, monkeypatch, capsys):
+    import training.config as config_mod
+    from training.cli import register
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYSER_DATA", str(tmp_path / "env"))
+    monkeypatch.setattr(config_mod, "DEFAULT_DATA_DIR", tmp_path / "default", raising=False)
+    parser = argparse.ArgumentParser(prog="pyser")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", "smoke", "--set", f"out_dir={tmp_path / 'out'}"])
+    assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert "PYSER_DATA" in err and str(tmp_path / "env" / "emodb") in err
+    assert str(tmp_path / "default" / "emodb") in err and "data_root" in err
+
+
+def test_evaluate_finds_the_corpus_through_pyser_data(tmp_path, monkeypatch, capsys):
+    from training.cli import register
+
+    make_ravdess(tmp_path / "data" / "ravdess")
+    model = one_class_model(tmp_path / "m.pt")
+    monkeypatch.chdir(tmp_path / "data" / "ravdess")  # anywhere
+    monkeypatch.setenv("PYSER_DATA", str(tmp_path / "data"))
+    parser = argparse.ArgumentParser(prog="pyser")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["evaluate", str(model), "--corpus", "ravdess", "--json",
+                              "--cache-dir", str(tmp_path / "cache")])
+    assert args.func(args) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["n"] == 8 and Path(r["root"]) == tmp_path / "data" / "ravdess"
+
+
+# ------------------------------------------------------------------------ missing extras
+
+
+def test_train_without_the_training_extras_says_what_to_install(corpus, tmp_path, monkeypatch,
+                                                                capsys):
+    import sys
+
+    from training.cli import register
+    from training.train import FeatureStore
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # as if tqdm were not installed
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    parser = argparse.ArgumentParser(prog="pyser")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", "smoke", "--set", f"data_root={corpus}",
+                              "--set", "corpus=csv", "--set", f"out_dir={tmp_path}"])
+    assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert "tqdm" in err and "pip install 'pyser[train]'" in err
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'pyser\[train\]'"):
+        FeatureStore([], None, max_frames=10, preload=True)  # the library says it too
+
+
+def test_export_without_onnx_says_what_to_install(trained, tmp_path, monkeypatch, capsys):
+    import sys
+
+    from training.cli import register
+
+    _, out = trained
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    parser = argparse.ArgumentParser(prog="pyser")
+    register(parser.add_subparsers(dest="command"))
+    model = Path(out["dir"]) / "folds" / "r0_f0" / "model.pt"
+    args = parser.parse_args(["export", str(model), "-o", str(tmp_path / "m.onnx")])
+    assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert "onnx" in err and "pip install 'pyser[train]'" in err

@@ -1,36 +1,49 @@
-"""On-disk cache of extracted features, keyed by feature config and audio content.
+"""On-disk cache of extracted features, keyed by feature config, engine and audio content.
 
-Features are computed with the inference code path -- ``pyser.audio.load_audio``
-then ``pyser.extract_features`` -- once per (config, audio content) and stored
-as ``.npy``::
+Features are computed with the inference code path -- the audio decoded by
+:func:`read_audio_checked` and resampled by ``pyser.audio.resample``, then
+``pyser.extract_features`` -- once per (config, engine, audio content) and stored as
+``.npy`` with a checksum record::
 
     root/
-      <config key>/config.json          the FeatureConfig the entries were made with
-      <config key>/<sha[:2]>/<sha>.npy   (n_frames, n_bins) float32, sha = sha1 of the file bytes
-      index/<k[:2]>/<k>                  sha1 of a file, k = sha1(path, size, mtime, ctime, inode)
+      <key>/config.json                  the FeatureConfig and engine fingerprint of the entries
+      <key>/<sha[:2]>/<sha>.npy           (n_frames, n_bins) float32, sha = sha1 of the audio file
+      <key>/<sha[:2]>/<sha>.json          {"sha1" of the .npy bytes, "shape", "source_sha1",
+                                           "source_size"}: what a valid entry must match
+      index/<k[:2]>/<k>                   JSON {file identity, "sha1" of the file, "check"},
+                                           k = sha1(path, size, mtime, ctime, inode)
 
-The config key is the sha1 of ``config.to_dict()`` as sorted JSON plus
-``CACHE_FORMAT``. The content hash (not the path) is the key, so renamed or
-copied files share an entry and edited files get a new one. The index only
-saves re-reading big files. Its key includes the inode change time, which
-tools that restore mtimes (``touch -r``, ``rsync -t``) cannot set, and an entry
-is written only for files whose mtime and ctime are more than ``racy_s``
-(default ``RACY_S``) seconds old, so a file rewritten within the file system's
-timestamp granularity is never trusted from the index ("racy git" rule).
+The key is the sha1 of ``CACHE_FORMAT``, ``config.to_dict()`` and the *engine fingerprint*:
+the sha1 of the features of a fixed, integer-generated test signal under that config and
+of the resampler's output for it from 8, 22.05 and 44.1 kHz, computed once per process and
+config. A change to the FFT, the window, the Mel filterbank, the log or the resampler
+changes the fingerprint, so stale features are never reused (a machine whose SIMD code
+path rounds differently gets its own key, which is correct too).
 
-Every write goes to a temporary file in the destination folder, is fsynced and
-``os.replace``-d into place, so an interrupted run never leaves a truncated
-entry; an unreadable or wrongly shaped entry is logged, recomputed and
-replaced. Concurrent writers of one entry write identical bytes.
+The content hash (not the path) names the entry, so renamed or copied files share an
+entry and edited files get a new one. The index only saves re-reading big files. Its key
+includes the inode change time, which tools that restore mtimes (``touch -r``, ``rsync
+-t``) cannot set, and an entry is written only for files whose mtime and ctime are more
+than ``racy_s`` (default ``RACY_S``) seconds old, so a file rewritten within the file
+system's timestamp granularity is never trusted from the index ("racy git" rule).
+
+Every read is verified: an index entry must carry a valid ``check`` and the identity of the
+file it is read for; a feature entry must match its record's checksum, shape and source,
+and hold only finite values. Whatever fails is logged as a warning naming the file, then
+recomputed and replaced. Every write goes through ``pyser._io.atomic_write`` (temp file,
+fsync, ``os.replace``), the ``.npy`` before its record, so an interrupted run leaves at
+worst an entry without a record, which is rebuilt. Concurrent writers of one entry write
+identical bytes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
-import tempfile
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -40,13 +53,134 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CACHE_FORMAT", "RACY_S", "FeatureCache", "config_key", "file_sha1"]
+from pyser._io import atomic_write_bytes
+
+__all__ = [
+    "CACHE_FORMAT",
+    "RACY_S",
+    "AudioDecodeError",
+    "FeatureCache",
+    "config_key",
+    "engine_fingerprint",
+    "file_sha1",
+    "load_audio_checked",
+    "read_audio_checked",
+]
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1  # bump when the cached representation changes
+CACHE_FORMAT = 2  # bump when the cached representation changes (2: checksum records)
 RACY_S = 2.0
 _CHUNK = 1 << 20
+
+
+class AudioDecodeError(ValueError):
+    """An audio file that cannot be used: undecodable, truncated, absurd rate, NaN/Inf samples.
+
+    ``path`` is the file and ``reason`` what is wrong with it; the message names both.
+    """
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = Path(path)
+        self.reason = reason
+
+
+def _wav_header_frames(path: Path) -> int | None:
+    """Frames a RIFF/WAVE file's ``data`` chunk header claims, or None when it does not say.
+
+    libsndfile shortens ``soundfile.info(path).frames`` to the bytes actually present, so a
+    truncated WAV looks whole through it; the chunk header keeps the original size. None for
+    other formats, RF64, and the "unknown length" sizes (0, 0xFFFFFFFF) of streamed WAVs.
+    """
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[8:12] != b"WAVE" or head[:4] not in (b"RIFF", b"RIFX"):
+            return None
+        order = "<" if head[:4] == b"RIFF" else ">"
+        block_align = 0
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return None
+            cid, size = chunk[:4], struct.unpack(order + "I", chunk[4:])[0]
+            if cid == b"fmt ":
+                fmt = f.read(size)
+                if len(fmt) >= 14:
+                    block_align = struct.unpack_from(order + "H", fmt, 12)[0]
+                f.seek(size & 1, os.SEEK_CUR)
+            elif cid == b"data":
+                if block_align <= 0 or size in (0, 0xFFFFFFFF):
+                    return None
+                return size // block_align
+            else:
+                f.seek(size + (size & 1), os.SEEK_CUR)
+
+
+def read_audio_checked(path: str | Path) -> tuple[np.ndarray, int]:
+    """Decode a sound file completely and check it: ``(samples (n, channels) float32, rate)``.
+
+    Checks, each failure an :class:`AudioDecodeError` (a ValueError) naming the file:
+
+    * the sample rate is in ``[pyser.audio.MIN_SAMPLE_RATE, MAX_SAMPLE_RATE]`` (1 kHz to
+      768 kHz), checked from the header *before* decoding (a header claiming 1 Hz would
+      make resampling to 16 kHz allocate gigabytes);
+    * the file decodes (a FLAC cut after an intact header fails here);
+    * the decoded length equals the header's: the WAV ``data`` chunk size, else
+      ``soundfile.info(path).frames`` (a WAV cut short decodes "fine" to fewer frames);
+    * every sample is finite.
+
+    Raises FileNotFoundError (naming the file) for a missing one.
+    """
+    import soundfile as sf
+
+    from pyser.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such audio file: {path}")
+    try:
+        info = sf.info(str(path))
+    except (RuntimeError, OSError, ValueError) as exc:  # sf.LibsndfileError is a RuntimeError
+        raise AudioDecodeError(path, f"cannot read the audio header ({exc})") from None
+    if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
+        raise AudioDecodeError(
+            path,
+            f"sample rate {info.samplerate} Hz is outside [{MIN_SAMPLE_RATE}, "
+            f"{MAX_SAMPLE_RATE}] Hz (a corrupt header?)",
+        )
+    try:
+        claimed = _wav_header_frames(path)
+    except OSError as exc:
+        raise AudioDecodeError(path, f"cannot read the WAV header ({exc})") from None
+    if claimed is None:
+        claimed = info.frames if info.frames > 0 else None
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise AudioDecodeError(path, f"cannot decode the audio ({exc})") from None
+    if claimed is not None and data.shape[0] != claimed:
+        raise AudioDecodeError(
+            path,
+            f"truncated or corrupt: the header says {claimed} frames, "
+            f"{data.shape[0]} could be decoded",
+        )
+    finite = np.isfinite(data)
+    if not finite.all():
+        frame = int(np.argmin(finite.all(axis=1)))
+        raise AudioDecodeError(
+            path, f"non-finite sample (NaN or Inf) at frame {frame} of {data.shape[0]}"
+        )
+    return data, int(rate)
+
+
+def load_audio_checked(path: str | Path, sample_rate: int) -> np.ndarray:
+    """:func:`read_audio_checked`, then mono float32 at ``sample_rate`` (the inference path's
+    ``pyser.audio.to_mono_float32`` and ``resample``)."""
+    from pyser.audio import resample, to_mono_float32
+
+    data, rate = read_audio_checked(path)
+    return resample(to_mono_float32(data), rate, sample_rate)
 
 
 def file_sha1(path: str | Path) -> str:
@@ -58,30 +192,52 @@ def file_sha1(path: str | Path) -> str:
     return h.hexdigest()
 
 
+_ENGINE_FINGERPRINTS: dict[str, str] = {}  # config JSON -> fingerprint, once per process
+_FINGERPRINT_LOCK = threading.Lock()
+
+
+def _test_signal(sample_rate: int) -> np.ndarray:
+    """1 s of a sawtooth plus LCG noise, from integer arithmetic only (bit-identical anywhere)."""
+    n = np.arange(int(sample_rate), dtype=np.int64)
+    saw = ((n * 441) % sample_rate) / sample_rate - 0.5  # a 441 Hz sawtooth in [-0.5, 0.5)
+    noise = ((n * 1103515245 + 12345) % (1 << 31)) / float(1 << 31) - 0.5
+    return (0.5 * saw + 0.2 * noise).astype(np.float32)
+
+
+def _engine_numerics(config: Any) -> str:
+    """sha1 of what the feature engine and the resampler make of the test signals."""
+    from pyser import extract_features
+    from pyser.audio import resample
+
+    rate = int(config.sample_rate)
+    h = hashlib.sha1()
+    h.update(np.ascontiguousarray(extract_features(_test_signal(rate), config)).tobytes())
+    for source_rate in (8000, 22050, 44100):
+        if source_rate != rate:
+            y = resample(_test_signal(source_rate), source_rate, rate)
+            h.update(np.ascontiguousarray(y, dtype=np.float32).tobytes())
+    return h.hexdigest()[:16]
+
+
+def engine_fingerprint(config: Any) -> str:
+    """The feature engine's numerics under ``config`` (16 hex), computed once per process."""
+    text = json.dumps(config.to_dict(), sort_keys=True)
+    with _FINGERPRINT_LOCK:
+        fp = _ENGINE_FINGERPRINTS.get(text)
+        if fp is None:
+            fp = _ENGINE_FINGERPRINTS[text] = _engine_numerics(config)
+    return fp
+
+
 def config_key(config: Any) -> str:
-    """A stable key for a FeatureConfig: sha1 of its ``to_dict()`` as sorted JSON (20 hex)."""
+    """The cache key of a FeatureConfig (20 hex): sha1 of ``CACHE_FORMAT``, its ``to_dict()``
+    as sorted JSON and :func:`engine_fingerprint`."""
     payload = json.dumps(
-        {"format": CACHE_FORMAT, "config": config.to_dict()}, sort_keys=True, separators=(",", ":")
+        {"format": CACHE_FORMAT, "config": config.to_dict(), "engine": engine_fingerprint(config)},
+        sort_keys=True,
+        separators=(",", ":"),
     )
     return hashlib.sha1(payload.encode()).hexdigest()[:20]
-
-
-def _atomic_write(dest: Path, write: Callable[[Any], None]) -> None:
-    """Write ``dest`` via a fsynced temp file in the same folder and ``os.replace``."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 class FeatureCache:
@@ -94,7 +250,8 @@ class FeatureCache:
         extract: ``(waveform, config) -> (n_frames, n_bins)``; default
             ``pyser.extract_features``.
         load: ``(path, sample_rate) -> (n,) float32``; default
-            ``pyser.audio.load_audio``.
+            :func:`load_audio_checked` (``pyser.audio``'s decoding plus length, rate and
+            finiteness checks).
         racy_s: files changed less than this many seconds ago are hashed on
             every call instead of being recorded in the index.
     """
@@ -120,8 +277,8 @@ class FeatureCache:
         self.dir.mkdir(parents=True, exist_ok=True)
         cfg_json = self.dir / "config.json"
         if not cfg_json.is_file():
-            text = json.dumps(config.to_dict(), sort_keys=True, indent=2).encode()
-            _atomic_write(cfg_json, lambda f: f.write(text))
+            record = {"config": config.to_dict(), "engine": engine_fingerprint(config)}
+            atomic_write_bytes(cfg_json, json.dumps(record, sort_keys=True, indent=2).encode())
 
     # -------------------------------------------------------------- keys
 
@@ -130,65 +287,177 @@ class FeatureCache:
         k = hashlib.sha1(ident.encode()).hexdigest()
         return self.root / "index" / k[:2] / k
 
-    def content_hash(self, path: str | Path) -> str:
-        """sha1 of the file's bytes, from the index when the file is unchanged."""
+    @staticmethod
+    def _identity(path: Path, st: os.stat_result) -> dict:
+        return {
+            "path": str(path),
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "ctime_ns": st.st_ctime_ns,
+            "ino": st.st_ino,
+        }
+
+    @staticmethod
+    def _check(record: dict) -> str:
+        body = {k: v for k, v in record.items() if k != "check"}
+        return hashlib.sha1(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+    def _from_index(self, idx: Path, path: Path, st: os.stat_result) -> str | None:
+        """The sha1 an index entry gives for ``path``, or None (missing, or failed checks)."""
+        try:
+            text = idx.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            log.warning("unreadable cache index entry %s for %s (%s); rehashing", idx, path, exc)
+            return None
+        if len(text) == 40 and text.isalnum():  # CACHE_FORMAT 1: a bare sha1, unverifiable
+            return None
+        try:
+            record = json.loads(text)
+            ok = isinstance(record, dict) and record.get("check") == self._check(record)
+        except ValueError:
+            ok = False
+        if not ok:
+            log.warning("corrupt cache index entry %s for %s (checksum mismatch); rehashing",
+                        idx, path)
+            return None
+        if {k: record.get(k) for k in self._identity(path, st)} != self._identity(path, st):
+            log.warning("cache index entry %s belongs to %s, not %s; rehashing",
+                        idx, record.get("path"), path)
+            return None
+        sha = record.get("sha1")
+        if not (isinstance(sha, str) and len(sha) == 40):
+            log.warning("cache index entry %s for %s has no valid sha1; rehashing", idx, path)
+            return None
+        return sha
+
+    def _content_hash(self, path: str | Path, use_index: bool = True) -> tuple[str, bool]:
+        """(sha1 of the file's bytes, whether it came from the index)."""
         path = Path(path).resolve()
         st = path.stat()
         idx = self._index_path(path, st)
-        try:
-            sha = idx.read_text().strip()
-            if len(sha) == 40:
-                return sha
-        except OSError:
-            pass
+        if use_index:
+            sha = self._from_index(idx, path, st)
+            if sha is not None:
+                return sha, True
         sha = file_sha1(path)
         if time.time() - max(st.st_mtime_ns, st.st_ctime_ns) / 1e9 > self.racy_s:
+            record = {**self._identity(path, st), "sha1": sha}
+            record["check"] = self._check(record)
             try:
-                _atomic_write(idx, lambda f: f.write(sha.encode()))
+                atomic_write_bytes(idx, json.dumps(record, sort_keys=True).encode())
             except OSError as exc:  # the index is an optimisation only
                 log.debug("cannot write index entry %s: %s", idx, exc)
-        return sha
+        return sha, False
+
+    def content_hash(self, path: str | Path) -> str:
+        """sha1 of the file's bytes, from the (verified) index when the file is unchanged."""
+        return self._content_hash(path)[0]
+
+    def _entry(self, sha: str) -> Path:
+        return self.dir / sha[:2] / f"{sha}.npy"
 
     def entry_path(self, path: str | Path) -> Path:
-        """Where the features of ``path`` under this config live."""
-        sha = self.content_hash(path)
-        return self.dir / sha[:2] / f"{sha}.npy"
+        """Where the features of ``path`` under this config live (its record: ``.json``)."""
+        return self._entry(self.content_hash(path))
 
     # -------------------------------------------------------------- access
 
     def compute(self, path: str | Path) -> np.ndarray:
-        """Features of ``path`` without the cache (the inference code path)."""
-        load = self._load
+        """Features of ``path`` without the cache (the inference code path).
+
+        Raises :class:`AudioDecodeError` (naming the file) when the file cannot be decoded,
+        fails :func:`read_audio_checked`'s checks, or gives non-finite features.
+        """
+        load = self._load or load_audio_checked
         extract = self._extract
-        if load is None:
-            from pyser.audio import load_audio as load
         if extract is None:
             from pyser import extract_features as extract
-        waveform = load(path, self.config.sample_rate)
-        return np.ascontiguousarray(extract(waveform, self.config), dtype=np.float32)
-
-    def _read(self, entry: Path) -> np.ndarray | None:
         try:
-            x = np.load(entry, allow_pickle=False)
-        except FileNotFoundError:
-            return None
-        except (ValueError, OSError, EOFError) as exc:  # truncated / garbage file
-            log.warning("corrupt cache entry %s (%s); recomputing", entry, exc)
-            return None
-        n_bins = getattr(self.config, "n_bins", None)
-        if x.ndim != 2 or x.dtype != np.float32 or (n_bins is not None and x.shape[1] != n_bins):
-            log.warning(
-                "cache entry %s has shape %s dtype %s, expected (n, %s) float32; recomputing",
-                entry, x.shape, x.dtype, n_bins,
-            )
-            return None
+            waveform = load(path, self.config.sample_rate)
+            x = np.ascontiguousarray(extract(waveform, self.config), dtype=np.float32)
+        except AudioDecodeError:
+            raise
+        except (ValueError, RuntimeError) as exc:  # a custom loader's or the extractor's
+            raise AudioDecodeError(path, str(exc)) from exc
+        if not np.isfinite(x).all():
+            raise AudioDecodeError(path, "the features hold non-finite values")
         return x
 
+    def _read(self, entry: Path, source: Path) -> tuple[np.ndarray | None, dict | None]:
+        """The verified features in ``entry`` and its record, or (None, record-or-None)."""
+        try:
+            data = entry.read_bytes()
+        except FileNotFoundError:
+            return None, None
+        except OSError as exc:
+            log.warning("unreadable cache entry %s for %s (%s); recomputing", entry, source, exc)
+            return None, None
+
+        def bad(why: str, record: dict | None = None) -> tuple[None, dict | None]:
+            log.warning("corrupt cache entry %s for %s (%s); recomputing", entry, source, why)
+            return None, record
+
+        try:
+            record = json.loads(entry.with_suffix(".json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return bad("no checksum record")
+        except (OSError, ValueError) as exc:
+            return bad(f"unreadable checksum record: {exc}")
+        if not isinstance(record, dict):
+            return bad("the checksum record is not a JSON object")
+        if hashlib.sha1(data).hexdigest() != record.get("sha1"):
+            return bad("checksum mismatch", record)
+        if record.get("source_sha1") != entry.stem:
+            return bad(f"made for content {record.get('source_sha1')}, not {entry.stem}", record)
+        try:
+            x = np.load(io.BytesIO(data), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:  # truncated / garbage file
+            return bad(str(exc), record)
+        n_bins = getattr(self.config, "n_bins", None)
+        if (
+            x.ndim != 2
+            or x.dtype != np.float32
+            or (n_bins is not None and x.shape[1] != n_bins)
+            or list(x.shape) != record.get("shape")
+        ):
+            return bad(f"shape {x.shape} dtype {x.dtype}, expected (n, {n_bins}) float32", record)
+        if not np.isfinite(x).all():
+            return bad("non-finite values", record)
+        return x, record
+
+    def _write(self, entry: Path, x: np.ndarray, source_size: int) -> None:
+        buf = io.BytesIO()
+        np.save(buf, x, allow_pickle=False)
+        data = buf.getvalue()
+        record = {
+            "sha1": hashlib.sha1(data).hexdigest(),
+            "shape": list(x.shape),
+            "source_sha1": entry.stem,
+            "source_size": int(source_size),
+        }
+        atomic_write_bytes(entry, data)  # the entry first, then the record that vouches for it
+        atomic_write_bytes(entry.with_suffix(".json"), json.dumps(record, sort_keys=True).encode())
+
     def get(self, utt: Any) -> np.ndarray:
-        """``(n_frames, n_bins)`` float32 features of an Utterance (or a path)."""
+        """``(n_frames, n_bins)`` float32 features of an Utterance (or a path).
+
+        Raises FileNotFoundError for a missing file and :class:`AudioDecodeError` for one
+        that cannot be used (see :meth:`compute`).
+        """
         path = Path(getattr(utt, "path", utt))
-        entry = self.entry_path(path)
-        x = self._read(entry)
+        sha, indexed = self._content_hash(path)
+        size = path.stat().st_size
+        x, record = self._read(self._entry(sha), path)
+        if x is not None and record.get("source_size") != size and indexed:
+            # The index named content of another size: it points at another file's hash.
+            log.warning(
+                "cache index for %s names content %s of %s bytes, the file has %d; rehashing",
+                path, sha, record.get("source_size"), size,
+            )
+            sha, _ = self._content_hash(path, use_index=False)
+            x, record = self._read(self._entry(sha), path)
         with self._lock:
             if x is not None:
                 self.hits += 1
@@ -197,7 +466,7 @@ class FeatureCache:
         if x is not None:
             return x
         x = self.compute(path)
-        _atomic_write(entry, lambda f: np.save(f, x, allow_pickle=False))
+        self._write(self._entry(sha), x, size)
         return x
 
     def get_many(self, utts: Iterable[Any], num_workers: int = 0) -> list[np.ndarray]:
@@ -214,7 +483,7 @@ class FeatureCache:
         path = Path(getattr(utt, "path", utt))
         if not path.is_file():
             return False
-        return self._read(self.entry_path(path)) is not None
+        return self._read(self.entry_path(path), path)[0] is not None
 
     def __repr__(self) -> str:
         return (

@@ -13,7 +13,6 @@ returns the process exit code (0 ok, 2 bad input, 3 stopped early / export misma
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -25,10 +24,42 @@ def _error(msg: str) -> int:
     return 2
 
 
+#: Modules of the ``train`` extra that each verb needs.
+_TRAIN_EXTRAS = {
+    "train": ("tqdm",),
+    "experiment": ("tqdm",),
+    "evaluate": ("tqdm",),
+    "onnx": ("onnx", "onnxruntime"),
+}
+
+
+def missing_extras(verb: str) -> str | None:
+    """A message naming the missing modules of ``verb`` and the extra to install, or None."""
+    import importlib.util
+
+    missing = []
+    for name in _TRAIN_EXTRAS[verb]:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(name)
+    if not missing:
+        return None
+    what = "ONNX export" if verb == "onnx" else f"pyser {verb}"
+    return (
+        f"{what} needs the training extras ({', '.join(missing)} not installed): "
+        "pip install 'pyser[train]'"
+    )
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """``pyser train CONFIG [--set KEY=VALUE ...] [--device D] [--resume]``."""
+    if message := missing_extras("train"):
+        return _error(message)
     from training.config import ConfigError
-    from training.train import config_from_args, run, setup_logging
+    from training.train import CheckpointError, config_from_args, run, setup_logging
 
     setup_logging()
     try:
@@ -39,7 +70,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     for cfg in configs:
         try:
             out = run(cfg, resume=args.resume)
-        except (ConfigError, FileNotFoundError) as exc:
+        except (ConfigError, CheckpointError, FileNotFoundError) as exc:
             return _error(str(exc))
         if out["status"] != "done":
             status = 3
@@ -48,6 +79,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``pyser evaluate MODEL --corpus NAME [--root DIR] ...``."""
+    if message := missing_extras("evaluate"):
+        return _error(message)
     from training.evaluate import run_from_args
 
     return run_from_args(args)
@@ -55,6 +88,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """``pyser export MODEL [-o OUT.onnx|OUT.pt ...] [--no-verify]``."""
+    from pyser._io import strict_json
     from training.evaluate import load_eager_model
     from training.export import ExportMismatchError, export_onnx, export_torchscript, verify_export
 
@@ -71,21 +105,26 @@ def cmd_export(args: argparse.Namespace) -> int:
             return _error(f"{out}: the output must end in .onnx (ONNX) or .pt (TorchScript)")
         if out.resolve() == src.resolve():
             return _error(f"{out} is the input model; choose another output name")
+        if suffix == ".onnx" and (message := missing_extras("onnx")):
+            return _error(message)
         out.parent.mkdir(parents=True, exist_ok=True)
-        if suffix == ".onnx":
-            export_onnx(net, meta, out)
-        else:
-            export_torchscript(net, meta, out)
+        try:
+            if suffix == ".onnx":
+                export_onnx(net, meta, out)
+            else:
+                export_torchscript(net, meta, out)
+        except ValueError as exc:
+            return _error(f"{out}: {exc}")
         line = {"output": str(out), "format": suffix[1:]}
         if not args.no_verify:
             try:
-                line["max_abs_diff"] = verify_export(net, out)
+                line["max_abs_diff"] = verify_export(net, out, meta)
                 line["verified"] = True
             except ExportMismatchError as exc:
                 line["verified"] = False
                 line["error"] = str(exc)
                 status = 3
-        print(json.dumps(line))
+        print(strict_json(line))
     return status
 
 
@@ -99,6 +138,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         for name, text in list_experiments().items():
             print(f"{name:20s} {text}")
         return 0 if args.list else 2
+    if message := missing_extras("experiment"):
+        return _error(message)
     setup_logging()
     overrides = list(args.overrides or [])
     if args.device:
@@ -147,7 +188,8 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--root",
         default=None,
-        help="corpus folder (csv: the manifest); default ../shared/data/<corpus>",
+        help="corpus folder (csv: the manifest); default $PYSER_DATA/<corpus>, else "
+        "shared/data/<corpus> next to the repository",
     )
     p.add_argument("--task", default=None, help="label set (default: the model's)")
     p.add_argument("--split", choices=("paper", "speaker"), default=None)

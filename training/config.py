@@ -17,6 +17,7 @@ sets one FeatureConfig option. An unknown key is an error that names it.
 from __future__ import annotations
 
 import dataclasses
+import os
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ import tomllib
 
 __all__ = [
     "CONFIG_DIR",
+    "DATA_ENV",
+    "DEFAULT_DATA_DIR",
     "ConfigError",
     "ExperimentSpec",
     "TrainConfig",
@@ -34,9 +37,55 @@ __all__ = [
     "find_config",
     "load_config",
     "load_experiment",
+    "resolve_data_root",
 ]
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+#: Environment variable naming the folder that holds the corpora (emodb/, ravdess/, ...).
+DATA_ENV = "PYSER_DATA"
+#: The corpora's folder when neither data_root nor $PYSER_DATA is set: ``shared/data`` next
+#: to the repository (not the current directory).
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def resolve_data_root(corpus: str, data_root: str | None = None) -> Path:
+    """The folder (or, for csv, the manifest) of ``corpus``, found in this order:
+
+    1. ``data_root`` when given (a config key, ``--set data_root=DIR``, ``--root``);
+       ``{corpus}`` in it is replaced by the corpus name; relative to the current folder;
+    2. ``$PYSER_DATA/<corpus>``, when the environment variable is set;
+    3. ``DEFAULT_DATA_DIR/<corpus>``: ``shared/data`` next to the repository.
+
+    Raises FileNotFoundError naming every place looked at when the chosen one is missing.
+    """
+    default = DEFAULT_DATA_DIR / corpus
+    env = os.environ.get(DATA_ENV)
+    if data_root:
+        root = Path(data_root.format(corpus=corpus)).expanduser()
+        if root.exists():
+            return root
+        raise FileNotFoundError(
+            f"{corpus} data not found: data_root={data_root!r} (the config or --set "
+            f"data_root=...) gives {root.absolute()}, which does not exist; without data_root "
+            f"pyser looks in ${DATA_ENV}/{corpus} "
+            f"({Path(env).expanduser() / corpus if env else 'not set'}), then {default}"
+        )
+    tried = []
+    if env:
+        root = Path(env).expanduser() / corpus
+        if root.exists():
+            return root
+        tried.append(f"${DATA_ENV}/{corpus} = {root} does not exist")
+    else:
+        tried.append(f"${DATA_ENV} is not set")
+    if default.exists():
+        return default
+    tried.append(f"the default {default} does not exist")
+    raise FileNotFoundError(
+        f"{corpus} data not found: data_root is not set (--set data_root=DIR, or --root for "
+        f"pyser evaluate), {'; '.join(tried)}. Set data_root, or {DATA_ENV} to the folder "
+        f"holding {corpus}/"
+    )
 
 
 class ConfigError(ValueError):
@@ -52,9 +101,10 @@ class TrainConfig:
     """Run name: results go to ``out_dir/<experiment>/``."""
     corpus: str = "iemocap"
     """iemocap | emodb | ravdess | tess | csv (see training.datasets.load_corpus)."""
-    data_root: str = "../shared/data/{corpus}"
-    """Corpus folder; ``{corpus}`` is replaced by the corpus name; relative paths are
-    taken from the current directory."""
+    data_root: str = ""
+    """Corpus folder (csv: the manifest); ``{corpus}`` is replaced by the corpus name; relative
+    paths are taken from the current directory. Empty: ``$PYSER_DATA/<corpus>``, else
+    ``shared/data/<corpus>`` next to the repository (see :func:`resolve_data_root`)."""
     task: str = "4class"
     """Label set (training.datasets.TASKS)."""
 
@@ -170,7 +220,8 @@ class TrainConfig:
         return "paper" if self.corpus == "iemocap" else "speaker"
 
     def resolved_data_root(self) -> Path:
-        return Path(self.data_root.format(corpus=self.corpus)).expanduser()
+        """The corpus folder (:func:`resolve_data_root`); FileNotFoundError when missing."""
+        return resolve_data_root(self.corpus, self.data_root)
 
     def feature_config(self):  # -> pyser.FeatureConfig (imported lazily)
         from pyser import FeatureConfig

@@ -12,9 +12,9 @@ given. Utterances whose label is not one of the model's labels are left out (cou
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pyser._io import strict_json
 from training.train import FeatureStore, _report, predict, setup_logging
 
 __all__ = ["evaluate_model", "load_eager_model", "main"]
@@ -69,13 +70,16 @@ def evaluate_model(
         max_seconds: centre-crop length; default from the model's provenance (no crop
             when the model was trained with ``crop_eval = false`` or has no provenance).
     Returns:
-        ``{"model", "corpus", "root", "task", "labels", "n", "excluded", "ua", "wa",
-        "macro_f1", "confusion", "recall", "precision", "f1", "support"}``.
+        ``{"model", "corpus", "root", "task", "labels", "n", "excluded", "excluded_by",
+        "n_skipped", "skipped", "ua", "wa", "macro_f1", "confusion", "recall", "precision",
+        "f1", "support"}``: ``excluded`` counts the utterances whose emotion is not one of
+        the model's labels (``excluded_by``: per emotion), ``skipped`` lists the files left
+        out with the reason (names outside the corpus scheme, audio that cannot be used).
     """
     from pyser import FeatureConfig
     from pyser.model import load_model
     from training.cache import FeatureCache
-    from training.datasets import load_corpus
+    from training.datasets import EMOTIONS, load_corpus
     from training.splits import paper_folds, speaker_folds
 
     dev = torch.device(
@@ -86,29 +90,44 @@ def evaluate_model(
     model, meta = load_model(model_path, map_location=dev)
     prov = meta.provenance or {}
     task = task or prov.get("task", "4class")
-    utts = list(load_corpus(corpus, Path(root), task))
-    keep = [u for u in utts if u.label in meta.labels]
-    excluded = len(utts) - len(keep)
+    loaded = load_corpus(corpus, Path(root), task)
+    names = EMOTIONS.get(corpus.lower(), {})
+    excluded_by: Counter = Counter()
+    for code, n in loaded.report.excluded.items():  # emotions outside the task
+        excluded_by[names.get(code) or str(code)] += n
+    keep = []
+    for u in loaded:
+        if u.label in meta.labels:
+            keep.append(u)
+        else:  # a task label the model does not have
+            excluded_by[u.label] += 1
     if not keep:
         raise ValueError(f"no utterances of {corpus} carry the model's labels {meta.labels}")
-    y = np.array([meta.labels.index(u.label) for u in keep], dtype=np.int64)
-    idx = np.arange(len(keep))
-    if fold is not None:
-        kind = split or prov.get("split") or ("paper" if corpus == "iemocap" else "speaker")
-        make = paper_folds if kind == "paper" else speaker_folds
-        seed = repeat_seed if repeat_seed is not None else prov.get("split_seed", 0)
-        n = n_folds if n_folds is not None else prov.get("n_folds", 5)
-        folds = [f for f in make(keep, n, [seed]) if f.fold == fold]
-        if not folds:
-            raise ValueError(f"fold {fold} does not exist in the {kind} split")
-        idx = np.asarray(folds[0].test, dtype=np.int64)
     fc = FeatureConfig.from_dict(meta.feature_config)
     if max_seconds is None and prov.get("crop_eval", False):
         max_seconds = prov.get("max_seconds")
     max_frames = round(max_seconds * fc.frame_rate) if max_seconds else 0
     cache = FeatureCache(cache_dir, fc)
-    store = FeatureStore([keep[i] for i in idx], cache, max_frames, preload=True)
-    logits, _ = predict(model, store, np.arange(len(idx)), batch_size, dev)
+    # Features of every utterance first (as training does), so that files whose audio cannot
+    # be used leave the split exactly as they left the training run's.
+    store = FeatureStore(keep, cache, max_frames, preload=fold is None)
+    usable = store.utts
+    if not usable:
+        raise ValueError(f"no usable audio among the {len(keep)} utterances of {corpus}")
+    skipped = [{"path": str(p), "reason": r} for p, r in loaded.report.problems]
+    skipped += [{"path": str(u.path), "reason": r} for u, r in store.skipped]
+    y = np.array([meta.labels.index(u.label) for u in usable], dtype=np.int64)
+    idx = np.arange(len(usable))
+    if fold is not None:
+        kind = split or prov.get("split") or ("paper" if corpus == "iemocap" else "speaker")
+        make = paper_folds if kind == "paper" else speaker_folds
+        seed = repeat_seed if repeat_seed is not None else prov.get("split_seed", 0)
+        n = n_folds if n_folds is not None else prov.get("n_folds", 5)
+        folds = [f for f in make(usable, n, [seed]) if f.fold == fold]
+        if not folds:
+            raise ValueError(f"fold {fold} does not exist in the {kind} split")
+        idx = np.asarray(folds[0].test, dtype=np.int64)
+    logits, _ = predict(model, store, idx, batch_size, dev)
     report = _report(y[idx], logits, len(meta.labels))
     return {
         "model": str(model_path),
@@ -116,14 +135,19 @@ def evaluate_model(
         "root": str(root),
         "task": task,
         "labels": list(meta.labels),
-        "excluded": excluded,
+        "excluded": sum(excluded_by.values()),
+        "excluded_by": dict(excluded_by),
+        "n_skipped": len(skipped),
+        "skipped": skipped,
         **report,
     }
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    root = args.root or f"../shared/data/{args.corpus}"
+    from training.config import resolve_data_root
+
     try:
+        root = resolve_data_root(args.corpus, args.root)
         r = evaluate_model(
             args.model,
             args.corpus,
@@ -141,9 +165,16 @@ def run_from_args(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps({k: v for k, v in r.items()}, default=str))
+        print(strict_json(r))
         return 0
-    print(f"{r['model']} on {r['corpus']} ({r['n']} utterances, {r['excluded']} excluded):")
+    excluded = ", ".join(f"{k} {v}" for k, v in r["excluded_by"].items())
+    print(
+        f"{r['model']} on {r['corpus']}: {r['n']} utterances scored; "
+        f"{r['excluded']} excluded (emotions outside the model's labels: {excluded or 'none'}); "
+        f"{r['n_skipped']} files skipped (unusable names or audio)"
+    )
+    for s in r["skipped"]:
+        print(f"  skipped {s['path']}: {s['reason']}")
     print(
         f"  UA {100 * r['ua']:.2f} %  WA {100 * r['wa']:.2f} %  macro-F1 {100 * r['macro_f1']:.2f} %"
     )

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from pyser._io import atomic_write_text
 from training.config import CONFIG_DIR, ExperimentSpec, TrainConfig, load_experiment
 
 __all__ = ["EXPERIMENTS", "PAPER_SETTINGS", "list_experiments", "run_experiment"]
@@ -134,7 +135,7 @@ def write_table(rows: Sequence[dict], out_dir: Path, title: str, note: str = "")
             f"| {r['name']} | {r['features']} | {r['lambda']:g} | {r['alpha']:g} | "
             f"{_pm(s['ua'])} | {_pm(s['wa'])} | {_pm(s['macro_f1'])} | {s['ua']['n']} |"
         )
-    (out_dir / "summary.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+    atomic_write_text(out_dir / "summary.md", "\n".join(md) + "\n")
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(
@@ -171,7 +172,7 @@ def write_table(rows: Sequence[dict], out_dir: Path, title: str, note: str = "")
                 s["ua"]["n"],
             ]
         )
-    (out_dir / "summary.csv").write_text(buf.getvalue(), encoding="utf-8")
+    atomic_write_text(out_dir / "summary.csv", buf.getvalue())
 
 
 def _row(name: str, cfg: TrainConfig, out: dict) -> dict:

@@ -19,7 +19,6 @@ length is not baked in; :func:`verify_export` checks exactly that.
 import copy
 import io
 import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from pyser._io import atomic_write_bytes
 from pyser.backend import (
     ONNX_CNN_OUTPUTS,
     ONNX_INPUTS,
@@ -92,17 +92,6 @@ def _eager_copy(model: nn.Module, what: str) -> CRNN:
             f"got {type(model).__name__}"
         )
     return copy.deepcopy(model).cpu().float().eval()
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def export_torchscript(model: CRNN, metadata: ModelMetadata, path: PathLike) -> Path:
@@ -172,7 +161,7 @@ def export_onnx(
     proto.producer_name = "pyser"
     proto.producer_version = str(meta.provenance.get("pyser_version", ""))
     onnx.checker.check_model(proto, full_check=True)
-    _atomic_write_bytes(path, proto.SerializeToString())
+    atomic_write_bytes(path, proto.SerializeToString())
     return path
 
 
@@ -261,24 +250,51 @@ def _run_torchscript(path: Path) -> _Runner:
     return run
 
 
+def _compare_metadata(path: Path, got: ModelMetadata, want: ModelMetadata) -> None:
+    """Raise ExportMismatchError unless the export's labels and feature config are the model's."""
+    if list(got.labels) != list(want.labels):
+        raise ExportMismatchError(
+            f"{path}: labels {got.labels} differ from the model's {want.labels} "
+            "(logit i would be reported as the wrong emotion)"
+        )
+    got_fc, want_fc = got.features(), want.features()
+    got_d = got_fc.to_dict() if got_fc is not None else None
+    want_d = want_fc.to_dict() if want_fc is not None else None
+    if got_d != want_d:
+        if got_d is None or want_d is None:
+            detail = f"{got.feature_config} vs {want.feature_config}"
+        else:
+            detail = ", ".join(
+                f"{k}={got_d[k]!r} (model: {want_d[k]!r})" for k in sorted(want_d)
+                if got_d[k] != want_d[k]
+            )
+        raise ExportMismatchError(f"{path}: feature_config differs from the model's: {detail}")
+
+
 def verify_export(
     model: CRNN,
     path: PathLike,
+    metadata: ModelMetadata,
     n_trials: int = 3,
     atol: float = 1e-4,
     seed: int = 0,
 ) -> float:
     """Check an exported ``.pt`` (TorchScript) or ``.onnx`` (ONNX Runtime) against ``model``.
 
-    Each trial is a batch of mixed lengths, with one row shorter than ``min_frames`` and a
-    padded length different from the ONNX trace length (the first trial pads to fewer than
-    ``min_frames`` frames). The metadata must fit the model (labels = n_classes, same
-    n_bins). Raises :class:`ExportMismatchError` when any output differs by more than
-    ``atol`` or is not finite; returns the largest absolute difference seen.
+    ``metadata`` is the model's own (the source model file's): the export must carry the same
+    labels, in the same order, and the same feature config (compared as validated
+    ``FeatureConfig``s, so defaults written out or left implicit agree). Each trial is a batch
+    of mixed lengths, with one row shorter than ``min_frames`` and a padded length different
+    from the ONNX trace length (the first trial pads to fewer than ``min_frames`` frames).
+    The metadata must also fit the model (labels = n_classes, same n_bins). Raises
+    :class:`ExportMismatchError` when the metadata differs or any output differs by more
+    than ``atol`` or is not finite; returns the largest absolute difference seen.
     """
     path = Path(path)
     if n_trials < 1:
         raise ValueError(f"verify_export: n_trials must be >= 1, got {n_trials}")
+    if not isinstance(metadata, ModelMetadata):
+        raise TypeError(f"verify_export: metadata must be a ModelMetadata, got {type(metadata)}")
     reference = _eager_copy(model, "verify_export")
     if not path.is_file():
         raise FileNotFoundError(f"exported model not found: {path}")
@@ -288,6 +304,7 @@ def verify_export(
         meta.check_model(reference.n_bins, reference.n_classes)
     except ValueError as exc:
         raise ExportMismatchError(f"{path}: metadata does not fit the model: {exc}") from None
+    _compare_metadata(path, meta, metadata)
     if meta.model.get("n_bins", reference.n_bins) != reference.n_bins:
         raise ExportMismatchError(
             f"{path}: exported for n_bins={meta.model.get('n_bins')}, "

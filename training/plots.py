@@ -30,10 +30,14 @@ def _pyplot():
 
 
 def _save(fig, path: str | Path) -> Path:
+    from pyser._io import atomic_write
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    _pyplot().close(fig)
+    fmt = path.suffix[1:].lower() or "png"
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=120, bbox_inches="tight"))
+    finally:
+        _pyplot().close(fig)
     return path
 
 

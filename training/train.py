@@ -38,7 +38,9 @@ import os
 import random
 import sys
 import time
+import zipfile
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,17 +49,20 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from pyser._io import atomic_write, atomic_write_text, json_safe, strict_json
 from training.config import ConfigError, TrainConfig, load_experiment
 from training.losses import CenterLoss, LossSchedule, class_counts, class_weights, joint_loss
 
 __all__ = [
     "BatchSampler",
+    "CheckpointError",
     "FeatureStore",
     "PreparedData",
     "TrainingStopped",
     "centre_crop",
     "collate",
     "fit_normalization",
+    "load_checkpoint",
     "main",
     "predict",
     "prepare_data",
@@ -67,7 +72,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: RNG states as tensors and lists (loads with weights_only=True)
 
 
 class TrainingStopped(Exception):
@@ -167,23 +172,7 @@ class EventLog:
         }
         if self.path is not None:
             with open(self.path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(_jsonable(record)) + "\n")
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.floating,)):
-        return float(x)
-    if isinstance(x, Path):
-        return str(x)
-    return x
+                f.write(strict_json(record) + "\n")
 
 
 # ============================================================================ data
@@ -202,11 +191,17 @@ def centre_crop(x: np.ndarray, max_frames: int) -> np.ndarray:
 
 
 class FeatureStore:
-    """Features of every utterance, held in memory or read from the cache.
+    """Features of every usable utterance, held in memory or read from the cache.
 
     ``get(i)`` gives the centre-cropped features (at most ``max_frames``), ``get(i,
     crop=False)`` the whole utterance; with ``keep_full=False`` (the default) only the
     cropped frames are kept in memory and ``crop=False`` is not available.
+
+    An utterance whose audio cannot be used -- missing, undecodable, truncated, NaN/Inf
+    samples (:class:`training.cache.AudioDecodeError`), or shorter than one FFT frame -- is
+    logged with its path and left out: ``utts`` holds the kept utterances (``i`` indexes
+    them), ``kept`` their positions in the input, ``skipped`` the ``(utterance, reason)``
+    pairs of the others.
     """
 
     def __init__(
@@ -218,37 +213,59 @@ class FeatureStore:
         progress: bool = False,
         keep_full: bool = False,
     ) -> None:
-        self.utts = list(utts)
+        utts = list(utts)
         self.cache = cache
         self.max_frames = max_frames
         self.keep_full = keep_full
         self._mem: list[np.ndarray] | None = None
-        self.lengths = np.zeros(len(self.utts), dtype=np.int64)
-        self.full_lengths = np.zeros(len(self.utts), dtype=np.int64)
+        self.skipped: list[tuple[Any, str]] = []
+        kept: list[int] = []
+        lengths: list[int] = []
+        full_lengths: list[int] = []
         mem: list[np.ndarray] = []
-        bar = _tqdm(total=len(self.utts), desc="features", disable=not progress, leave=False)
+        bar = _tqdm(total=len(utts), desc="features", disable=not progress, leave=False)
         workers = max(1, min(8, os.cpu_count() or 1))
         chunk = 256  # bounded memory when not preloading; threads for first-time extraction
-        for start in range(0, len(self.utts), chunk):
-            part = self.utts[start : start + chunk]
-            if hasattr(cache, "get_many"):
-                arrays = cache.get_many(part, num_workers=workers)
-            else:
-                arrays = [cache.get(u) for u in part]
-            for i, (u, x) in enumerate(zip(part, arrays), start):
-                if x.shape[0] == 0:
-                    raise ValueError(f"{u.path}: no feature frames (shorter than one FFT frame)")
-                self.full_lengths[i] = full = x.shape[0]
-                if preload and keep_full:
-                    mem.append(x)
-                x = centre_crop(x, max_frames)
-                self.lengths[i] = x.shape[0]
-                if preload and not keep_full:  # a cropped view keeps the whole array: copy
-                    mem.append(x.copy() if x.shape[0] < full else x)
-            bar.update(len(part))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for start in range(0, len(utts), chunk):
+                part = utts[start : start + chunk]
+                for i, (u, (x, problem, where)) in enumerate(
+                    zip(part, pool.map(self._fetch, part)), start
+                ):
+                    if problem is None and x.shape[0] == 0:
+                        problem = "shorter than one FFT frame: no feature frames"
+                    if problem is not None:
+                        log.warning("skipping %s: %s", where, problem)
+                        self.skipped.append((u, problem))
+                        continue
+                    kept.append(i)
+                    full_lengths.append(full := x.shape[0])
+                    if preload and keep_full:
+                        mem.append(x)
+                    x = centre_crop(x, max_frames)
+                    lengths.append(x.shape[0])
+                    if preload and not keep_full:  # a cropped view keeps the whole array: copy
+                        mem.append(x.copy() if x.shape[0] < full else x)
+                bar.update(len(part))
         bar.close()
+        self.kept = np.asarray(kept, dtype=np.int64)
+        self.utts = [utts[i] for i in kept]
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.full_lengths = np.asarray(full_lengths, dtype=np.int64)
         if preload:
             self._mem = mem
+
+    def _fetch(self, utt: Any) -> tuple[np.ndarray | None, str | None, Any]:
+        """(features, None, path), or (None, why, path) for audio that cannot be used."""
+        from training.cache import AudioDecodeError
+
+        where = getattr(utt, "path", utt)
+        try:
+            return self.cache.get(utt), None, where
+        except AudioDecodeError as exc:
+            return None, exc.reason, exc.path
+        except FileNotFoundError as exc:
+            return None, f"missing audio file ({exc})", where
 
     def __len__(self) -> int:
         return len(self.utts)
@@ -394,7 +411,7 @@ def _report(y_true: np.ndarray, logits: np.ndarray, n_classes: int) -> dict:
     from training.metrics import classification_report
 
     r = classification_report(y_true, logits.argmax(axis=1), n_classes)
-    return {k: _jsonable(v) for k, v in r.items()}
+    return {k: json_safe(v) for k, v in r.items()}
 
 
 # ============================================================================ prepared data
@@ -422,21 +439,12 @@ def prepare_data(cfg: TrainConfig, rt: Runtime | None = None) -> PreparedData:
 
     rt = rt or Runtime(torch.device("cpu"))
     root = cfg.resolved_data_root()
-    utts = list(load_corpus(cfg.corpus, root, cfg.task))
+    corpus = load_corpus(cfg.corpus, root, cfg.task)
     labels = TASKS[cfg.task]
-    utts = [u for u in utts if u.label in labels]
+    utts = [u for u in corpus if u.label in labels]
     if not utts:
         raise ValueError(f"no {cfg.task} utterances in corpus {cfg.corpus} at {root}")
-    y = np.array([labels.index(u.label) for u in utts], dtype=np.int64)
-    kind = cfg.split_kind()
-    make = paper_folds if kind == "paper" else speaker_folds
-    folds = make(utts, cfg.n_folds, list(cfg.seeds))
-    if cfg.folds:
-        available = sorted({f.fold for f in folds})
-        missing = sorted(set(cfg.folds) - set(available))
-        if missing:
-            raise ConfigError(f"folds {missing} do not exist; this split has folds {available}")
-        folds = [f for f in folds if f.fold in set(cfg.folds)]
+    # Features first: utterances whose audio cannot be used are left out before the split.
     fc = cfg.feature_config()
     cache = FeatureCache(cfg.cache_dir, fc)
     max_frames = round(cfg.max_seconds * fc.frame_rate)
@@ -447,6 +455,23 @@ def prepare_data(cfg: TrainConfig, rt: Runtime | None = None) -> PreparedData:
     rt.barrier()
     if store is None:
         store = FeatureStore(utts, cache, max_frames, cfg.preload, False, keep_full)
+    utts = store.utts
+    if not utts:
+        raise ValueError(f"no usable {cfg.task} utterances in corpus {cfg.corpus} at {root}")
+    # Files left out: the loader's problems (bad names, unreadable headers, missing audio)
+    # and the audio the feature store could not use.
+    skipped = [{"path": str(path), "reason": reason} for path, reason in corpus.report.problems]
+    skipped += [{"path": str(u.path), "reason": reason} for u, reason in store.skipped]
+    y = np.array([labels.index(u.label) for u in utts], dtype=np.int64)
+    kind = cfg.split_kind()
+    make = paper_folds if kind == "paper" else speaker_folds
+    folds = make(utts, cfg.n_folds, list(cfg.seeds))
+    if cfg.folds:
+        available = sorted({f.fold for f in folds})
+        missing = sorted(set(cfg.folds) - set(available))
+        if missing:
+            raise ConfigError(f"folds {missing} do not exist; this split has folds {available}")
+        folds = [f for f in folds if f.fold in set(cfg.folds)]
     n_cropped = int((store.full_lengths > max_frames).sum())
     info = {
         "corpus": cfg.corpus,
@@ -455,6 +480,9 @@ def prepare_data(cfg: TrainConfig, rt: Runtime | None = None) -> PreparedData:
         "labels": list(labels),
         "n_utterances": len(utts),
         "class_counts": {labels[c]: int(n) for c, n in enumerate(class_counts(y, len(labels)))},
+        "excluded": dict(corpus.report.excluded),
+        "n_skipped": len(skipped),
+        "skipped": skipped,
         "n_speakers": len({u.speaker for u in utts}),
         "split": kind,
         "n_folds_run": len(folds),
@@ -521,9 +549,19 @@ def _split_digest(fold: Any) -> str:
 
 
 def _rng_state(sampler: BatchSampler) -> dict:
+    """Every RNG the loop draws from, as types ``torch.load(weights_only=True)`` accepts
+    (tensors, lists, dicts, str, int, float, None)."""
+    version, mt, gauss_next = random.getstate()
+    name, key, pos, has_gauss, cached_gaussian = np.random.get_state()
     state = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "python": [version, list(mt), gauss_next],
+        "numpy": {
+            "name": str(name),
+            "key": torch.from_numpy(np.asarray(key, dtype=np.int64)),  # uint32 words
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
         "torch": torch.get_rng_state(),
         "sampler": sampler.state_dict(),
     }
@@ -533,34 +571,82 @@ def _rng_state(sampler: BatchSampler) -> dict:
 
 
 def _set_rng_state(state: dict, sampler: BatchSampler) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, mt, gauss_next = state["python"]
+    random.setstate((version, tuple(mt), gauss_next))
+    n = state["numpy"]
+    np.random.set_state(
+        (n["name"], n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+         n["cached_gaussian"])
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     sampler.load_state_dict(state["sampler"])
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save to a temp file in the same folder, fsync, then os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be resumed from: damaged, unsafe, or of other settings."""
+
+
+_CHECKPOINT_KEYS = (
+    "format", "model", "optimizer", "centers", "step", "best", "history", "window", "rng",
+    "config", "split_digest",
+)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint written by the training loop, loaded with ``weights_only=True``.
+
+    Only tensors and plain data are unpickled, so a crafted file cannot run code. Raises
+    :class:`CheckpointError` naming the file when it is empty, truncated, corrupt, holds
+    other objects, or is of another format.
+    """
+    import pickle
+
+    advice = "delete it (the fold restarts) or run without --resume"
     try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        size = path.stat().st_size
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
+    if size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (an interrupted copy?); {advice}")
+    if not zipfile.is_zipfile(path):  # torch.save writes zip archives
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt (not a torch.save archive); {advice}"
+        )
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "Weights only load failed" in first:
+            raise CheckpointError(
+                f"checkpoint {path} holds objects other than tensors and plain data, which "
+                f"could run code when loaded; refusing it (not written by this pyser?): "
+                f"{advice}"
+            ) from None
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt ({first}); {advice}"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt ({first}); {advice}"
+        ) from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(
+            f"checkpoint {path} has format {found!r}, this pyser writes {CHECKPOINT_FORMAT}; "
+            f"{advice}"
+        )
+    missing = [k for k in _CHECKPOINT_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}; {advice}")
+    return ckpt
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def _torch_save(obj: Any, path: Path) -> None:
+    """torch.save through the shared atomic write (temp file, fsync, os.replace)."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def _cpu_state(module: nn.Module) -> dict[str, Tensor]:
@@ -568,7 +654,13 @@ def _cpu_state(module: nn.Module) -> dict[str, Tensor]:
 
 
 def _tqdm(**kwargs: Any) -> Any:
-    from tqdm.auto import tqdm
+    try:
+        from tqdm.auto import tqdm
+    except ImportError as exc:
+        raise ModuleNotFoundError(
+            f"training needs the training extras ({exc.name or 'tqdm'} is not installed): "
+            "pip install 'pyser[train]'"
+        ) from None
 
     if kwargs.get("disable") is False:
         kwargs["disable"] = None  # tqdm: None = only on a terminal
@@ -648,17 +740,16 @@ def train_fold(
     history: dict[str, list] = {"train": [], "dev": []}
     window = {"loss": 0.0, "ce": 0.0, "center": 0.0, "n": 0}  # running sums between log lines
     if resume and ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if ckpt.get("format") != CHECKPOINT_FORMAT or ckpt["split_digest"] != _split_digest(fold):
-            raise RuntimeError(
-                f"{ckpt_path} belongs to a different split or format; "
-                "delete it or run without --resume"
+        ckpt = load_checkpoint(ckpt_path)
+        if ckpt["split_digest"] != _split_digest(fold):
+            raise CheckpointError(
+                f"{ckpt_path} belongs to a different split; delete it or run without --resume"
             )
         old = ckpt["config"]
         changed = sorted(k for k in _RESUME_KEYS if old.get(k) != getattr(cfg, k))
         if changed:
             was = ", ".join(f"{k}={old.get(k)!r}" for k in changed)
-            raise RuntimeError(
+            raise CheckpointError(
                 f"{ckpt_path} was written with different {', '.join(changed)} ({was}); "
                 "a resumed run must use the same training settings"
             )
@@ -682,7 +773,7 @@ def train_fold(
 
     def save_checkpoint(done: int) -> None:
         if rt.is_main:
-            _atomic_torch_save(
+            _torch_save(
                 {
                     "format": CHECKPOINT_FORMAT,
                     "model": _cpu_state(model),
@@ -695,8 +786,8 @@ def train_fold(
                     "rng": _rng_state(sampler),
                     "config": cfg.to_dict(),
                     "split_digest": _split_digest(fold),
-                    "repeat": fold.repeat,
-                    "fold": fold.fold,
+                    "repeat": int(fold.repeat),
+                    "fold": int(fold.fold),
                 },
                 ckpt_path,
             )
@@ -860,17 +951,17 @@ def train_fold(
         save_model(fold_dir / "model.pt", model.to("cpu"), meta)
         model.to(device)
         if want_z:
-            np.savez_compressed(
-                fold_dir / "embeddings.npz",
-                z_train=z_train,
-                y_train=data.y[train_idx],
-                z_test=z_test,
-                y_test=data.y[test_idx],
-                labels=np.array(data.labels),
-                centers=centers.centers.detach().cpu().numpy(),
-            )
-        torch.save(final_state, fold_dir / "final_state.pt")
-        _atomic_write_text(fold_dir / "result.json", json.dumps(_jsonable(result), indent=1))
+            arrays = {
+                "z_train": z_train,
+                "y_train": data.y[train_idx],
+                "z_test": z_test,
+                "y_test": data.y[test_idx],
+                "labels": np.array(data.labels),
+                "centers": centers.centers.detach().cpu().numpy(),
+            }
+            atomic_write(fold_dir / "embeddings.npz", lambda f: np.savez_compressed(f, **arrays))
+        _torch_save(final_state, fold_dir / "final_state.pt")
+        atomic_write_text(fold_dir / "result.json", strict_json(result, indent=1))
         events(
             "fold_end",
             repeat=fold.repeat,
@@ -933,7 +1024,7 @@ def write_results(exp_dir: Path, cfg: TrainConfig, info: dict, results: Sequence
         "summary": summary,
         "folds": [{k: v for k, v in r.items() if k != "history"} for r in results],
     }
-    _atomic_write_text(exp_dir / "results.json", json.dumps(_jsonable(doc), indent=1))
+    atomic_write_text(exp_dir / "results.json", strict_json(doc, indent=1))
 
     def pct(x: float) -> str:
         return f"{100 * x:.2f}"
@@ -958,6 +1049,17 @@ def write_results(exp_dir: Path, cfg: TrainConfig, info: dict, results: Sequence
         + f"), split **{info['split']}**, features **{cfg.feature_kind}**, "
         f"lambda {cfg.center_lambda}, alpha {cfg.center_alpha}, {cfg.steps} steps.",
         "",
+    ]
+    n_excluded = sum(info.get("excluded", {}).values())
+    if n_excluded or info.get("n_skipped"):
+        md += [
+            f"{n_excluded} utterances excluded (emotions outside the task: "
+            + (", ".join(f"{k} {v}" for k, v in sorted(info["excluded"].items())) or "none")
+            + f"); {info.get('n_skipped', 0)} files skipped (bad names, unreadable or "
+            "undecodable audio; listed in results.json under data.skipped).",
+            "",
+        ]
+    md += [
         "| fold | best step | test UA % | test WA % | test macro-F1 % | test n |",
         "|---|---:|---:|---:|---:|---:|",
     ]
@@ -981,7 +1083,7 @@ def write_results(exp_dir: Path, cfg: TrainConfig, info: dict, results: Sequence
             f"| {labels[i]} | " + " | ".join(str(v) for v in row) + " |"
             for i, row in enumerate(s["confusion"])
         ]
-    _atomic_write_text(exp_dir / "results.md", "\n".join(md) + "\n")
+    atomic_write_text(exp_dir / "results.md", "\n".join(md) + "\n")
 
     buf = io.StringIO()
     w = csv.writer(buf)
@@ -1000,7 +1102,7 @@ def write_results(exp_dir: Path, cfg: TrainConfig, info: dict, results: Sequence
                 "",
             ]
         )
-    _atomic_write_text(exp_dir / "results.csv", buf.getvalue())
+    atomic_write_text(exp_dir / "results.csv", buf.getvalue())
     return summary
 
 
@@ -1018,7 +1120,7 @@ def run(cfg: TrainConfig, resume: bool = False, data: PreparedData | None = None
             data = prepare_data(cfg, rt)
         if rt.is_main:
             exp_dir.mkdir(parents=True, exist_ok=True)
-            _atomic_write_text(exp_dir / "config.json", json.dumps(cfg.to_dict(), indent=1))
+            atomic_write_text(exp_dir / "config.json", strict_json(cfg.to_dict(), indent=1))
             events(
                 "start",
                 experiment=cfg.experiment,
