@@ -17,6 +17,7 @@
 
 namespace py = pybind11;
 using pyser::FeatureOptions;
+using pyser::ValidatedOptions;
 
 namespace {
 
@@ -63,8 +64,17 @@ FloatArray new_frames(size_t frames, int n_bins) {
   return FloatArray({static_cast<py::ssize_t>(frames), static_cast<py::ssize_t>(n_bins)});
 }
 
-FloatArray extract(const FeatureOptions& options, const py::object& waveform) {
-  options.validate();
+// A string option as a Python property: set through the core's parser (a bad
+// spelling raises ValueError at once), read back in its canonical spelling.
+template <typename Enum, Enum FeatureOptions::*field>
+void def_enum_option(py::class_<FeatureOptions>& cls, const char* name,
+                     Enum (*parse)(const std::string&)) {
+  cls.def_property(
+      name, [](const FeatureOptions& o) { return std::string(pyser::to_string(o.*field)); },
+      [parse](FeatureOptions& o, const std::string& value) { o.*field = parse(value); });
+}
+
+FloatArray extract(const ValidatedOptions& options, const py::object& waveform) {
   auto wav = FloatArray(as_waveform(waveform, false));
   const size_t n = wav.shape(0);
   auto out = new_frames(pyser::num_frames(options, n), options.n_bins());
@@ -78,8 +88,8 @@ FloatArray extract(const FeatureOptions& options, const py::object& waveform) {
   return out;
 }
 
-py::list extract_batch(const FeatureOptions& options, const py::list& waveforms, int num_threads) {
-  options.validate();
+py::list extract_batch(const ValidatedOptions& options, const py::list& waveforms,
+                       int num_threads) {
   std::vector<FloatArray> inputs;
   std::vector<pyser::SignalView> views;
   py::list outputs;
@@ -136,25 +146,37 @@ py::array_t<std::complex<float>> rfft(const py::object& signal) {
 PYBIND11_MODULE(_core, m) {
   m.doc() = "pyser's C++ feature engine (use pyser.features instead of this module).";
 
-  py::class_<FeatureOptions>(m, "FeatureOptions")
-      .def(py::init<>())
-      .def_readwrite("kind", &FeatureOptions::kind)
+  py::class_<FeatureOptions> options(
+      m, "FeatureOptions",
+      "Unvalidated options, field by field; string fields are parsed when set. "
+      "ValidatedOptions(options) checks them once; the extractors take only that.");
+  options.def(py::init<>())
       .def_readwrite("sample_rate", &FeatureOptions::sample_rate)
       .def_readwrite("n_fft", &FeatureOptions::n_fft)
       .def_readwrite("win_length", &FeatureOptions::win_length)
       .def_readwrite("hop_length", &FeatureOptions::hop_length)
-      .def_readwrite("window", &FeatureOptions::window)
       .def_readwrite("periodic", &FeatureOptions::periodic)
       .def_readwrite("n_mels", &FeatureOptions::n_mels)
       .def_readwrite("fmin", &FeatureOptions::fmin)
       .def_readwrite("fmax", &FeatureOptions::fmax)
       .def_readwrite("htk", &FeatureOptions::htk)
-      .def_readwrite("norm", &FeatureOptions::norm)
       .def_readwrite("center", &FeatureOptions::center)
-      .def_readwrite("pad_mode", &FeatureOptions::pad_mode)
-      .def_readwrite("amin", &FeatureOptions::amin)
-      .def("validate", &FeatureOptions::validate, "Raise ValueError naming the first bad field.")
-      .def_property_readonly("n_bins", &FeatureOptions::n_bins);
+      .def_readwrite("amin", &FeatureOptions::amin);
+  def_enum_option<pyser::FeatureKind, &FeatureOptions::kind>(options, "kind",
+                                                              &pyser::parse_feature_kind);
+  def_enum_option<pyser::WindowKind, &FeatureOptions::window>(options, "window",
+                                                               &pyser::parse_window);
+  def_enum_option<pyser::MelNorm, &FeatureOptions::norm>(options, "norm", &pyser::parse_mel_norm);
+  def_enum_option<pyser::PadMode, &FeatureOptions::pad_mode>(options, "pad_mode",
+                                                              &pyser::parse_pad_mode);
+
+  py::class_<ValidatedOptions>(m, "ValidatedOptions",
+                               "FeatureOptions that passed validation; immutable.")
+      .def(py::init<const FeatureOptions&>(), py::arg("options"),
+           "Validate options (ValueError naming the first bad field) and keep a copy.")
+      .def_property_readonly(
+          "options", [](const ValidatedOptions& v) { return v.get(); }, "A copy of the options.")
+      .def_property_readonly("n_bins", &ValidatedOptions::n_bins);
 
   m.def("num_frames", &pyser::num_frames, py::arg("options"), py::arg("num_samples"),
         "Frames that offline extraction yields for a signal of num_samples samples.");
@@ -166,7 +188,7 @@ PYBIND11_MODULE(_core, m) {
         "(0 = all cores).");
 
   py::class_<pyser::StreamingFeatures>(m, "StreamingFeatures")
-      .def(py::init<const FeatureOptions&>(), py::arg("options"))
+      .def(py::init<const ValidatedOptions&>(), py::arg("options"))
       .def("accept_waveform", &accept, py::arg("chunk"),
            "Append a chunk; return a new (n_new, n_bins) float32 array of the frames it "
            "completes.")
@@ -180,9 +202,8 @@ PYBIND11_MODULE(_core, m) {
         "Real FFT of a power-of-two-length signal (16..16384) -> complex64 (n/2+1,).");
   m.def(
       "mel_filterbank",
-      [](const FeatureOptions& options) {
-        options.validate();
-        pyser::MelFilterbank bank(options);
+      [](const ValidatedOptions& options) {
+        pyser::MelFilterbank bank(options.get());
         auto out = new_frames(bank.num_bands(), bank.num_bins());
         auto dense = bank.dense();
         std::copy(dense.begin(), dense.end(), out.mutable_data());
@@ -191,9 +212,8 @@ PYBIND11_MODULE(_core, m) {
       py::arg("options"), "Dense (n_mels, n_fft/2+1) Mel weights.");
   m.def(
       "frame_window",
-      [](const FeatureOptions& options) {
-        options.validate();
-        auto w = pyser::frame_window(options);
+      [](const ValidatedOptions& options) {
+        auto w = pyser::frame_window(options.get());
         FloatArray out(static_cast<py::ssize_t>(w.size()));
         std::copy(w.begin(), w.end(), out.mutable_data());
         return out;

@@ -76,7 +76,7 @@ MelFilterbank::MelFilterbank(const FeatureOptions& options) : num_bins_(options.
   const int n_mels = options.n_mels;
   const std::vector<double> edges = mel_band_edges(options);
   const double bin_hz = static_cast<double>(options.sample_rate) / options.n_fft;
-  const bool slaney_norm = options.norm == "slaney";
+  const bool slaney_norm = options.norm == MelNorm::kSlaney;
   for (int b = 0; b < n_mels; ++b) {
     const double lower = edges[b], centre = edges[b + 1], upper = edges[b + 2];
     const double scale = slaney_norm ? 2.0 / (upper - lower) : 1.0;

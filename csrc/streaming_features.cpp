@@ -10,16 +10,16 @@ inline float to_float(int16_t x) { return static_cast<float>(x) * (1.0f / 32768.
 
 }  // namespace
 
-StreamingFeatures::StreamingFeatures(const FeatureOptions& options) : processor_(options) {
-  buffer_.reserve(2 * static_cast<size_t>(options.n_fft));
+StreamingFeatures::StreamingFeatures(const ValidatedOptions& options) : processor_(options) {
+  buffer_.reserve(2 * static_cast<size_t>(options->n_fft));
 }
 
 size_t StreamingFeatures::frames_completed_by(size_t n) const {
   const uint64_t end = num_samples_ + n;
-  const uint64_t next_start = static_cast<uint64_t>(num_frames_) * options().hop_length;
-  const uint64_t n_fft = options().n_fft;
+  const uint64_t next_start = static_cast<uint64_t>(num_frames_) * options()->hop_length;
+  const uint64_t n_fft = options()->n_fft;
   if (end < next_start + n_fft) return 0;
-  return static_cast<size_t>((end - next_start - n_fft) / options().hop_length + 1);
+  return static_cast<size_t>((end - next_start - n_fft) / options()->hop_length + 1);
 }
 
 size_t StreamingFeatures::accept_waveform(const float* samples, size_t n, float* out) {
@@ -33,8 +33,8 @@ size_t StreamingFeatures::accept_waveform(const int16_t* samples, size_t n, floa
 
 template <typename Sample>
 size_t StreamingFeatures::accept(const Sample* samples, size_t n, float* out) {
-  const uint64_t hop = options().hop_length;
-  const uint64_t n_fft = options().n_fft;
+  const uint64_t hop = options()->hop_length;
+  const uint64_t n_fft = options()->n_fft;
   uint64_t next_start = static_cast<uint64_t>(num_frames_) * hop;
   // Samples before the next frame's start are never needed again (hop may
   // exceed n_fft, so some incoming samples may be skippable too).

@@ -15,9 +15,9 @@ namespace pyser {
 // bit for bit, as extract_features on the whole signal with center=False.
 class StreamingFeatures {
  public:
-  explicit StreamingFeatures(const FeatureOptions& options);  // validates options
+  explicit StreamingFeatures(const ValidatedOptions& options);
 
-  const FeatureOptions& options() const { return processor_.options(); }
+  const ValidatedOptions& options() const { return processor_.options(); }
   int n_bins() const { return processor_.n_bins(); }
 
   // Frames that a chunk of n more samples would complete.

@@ -72,12 +72,13 @@ class FeatureConfig:
     def __post_init__(self) -> None:
         for f in fields(self):
             _check_type(f.name, getattr(self, f.name))
-        options = self._build_options()
-        options.validate()  # value checks live in C++, in one place
+        # Value checks live in C++, in one place, and run once: the extractors take
+        # only the immutable ValidatedOptions.
+        options = _core.ValidatedOptions(self._build_options())
         object.__setattr__(self, "_core_options", options)
 
     def _options(self) -> Any:
-        """The validated ``_core.FeatureOptions`` (built once; the config is frozen)."""
+        """The ``_core.ValidatedOptions`` (built once; the config is frozen)."""
         return self._core_options
 
     def _build_options(self) -> Any:
