@@ -766,6 +766,7 @@ def bench_perf(quick: bool) -> dict | None:
                 "mel.cpp",
                 "feature_config.cpp",
                 "frame_features.cpp",
+                "samples.cpp",
             )
         ),
     ]

@@ -75,7 +75,7 @@ int main(int argc, char** argv) {
   std::vector<double> whole;
   for (int r = 0; r < repeats + 2; ++r) {
     const auto t0 = Clock::now();
-    pyser::extract_features(validated, x.data(), n, out.data());
+    pyser::extract_features(validated, pyser::SampleView::contiguous(x.data(), n), out.data());
     const auto t1 = Clock::now();
     if (r >= 2) whole.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count());
   }

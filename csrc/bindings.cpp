@@ -12,6 +12,7 @@
 #include "fft.h"
 #include "frame_features.h"
 #include "mel.h"
+#include "samples.h"
 #include "streaming_features.h"
 #include "window.h"
 
@@ -29,35 +30,45 @@ std::string shape_of(const py::array& a) {
   return s + (a.ndim() == 1 ? ",)" : ")");
 }
 
-// A 1-D float32/float64/int16 numpy array (any strides) as a contiguous
-// float32 or int16 array; other inputs raise ValueError.
-py::array as_waveform(const py::handle& obj, bool keep_int16) {
+// Describes a 1-D float32/float64/int16 numpy array (either byte order, any
+// strides) for the core's input contract (samples.h), which converts and
+// checks the samples; other inputs raise ValueError. `keep` holds the array,
+// whose memory the view points into, for as long as the view is used.
+pyser::SampleView describe_waveform(const py::handle& obj, py::array& keep) {
   if (!py::isinstance<py::array>(obj)) {
     throw py::value_error("waveform must be a numpy array, got " +
                           std::string(py::str(py::type::of(obj).attr("__name__"))));
   }
-  auto a = py::reinterpret_borrow<py::array>(obj);
-  if (a.ndim() != 1) {
-    throw py::value_error("waveform must be 1-D mono samples, got shape " + shape_of(a) +
+  keep = py::reinterpret_borrow<py::array>(obj);
+  if (keep.ndim() != 1) {
+    throw py::value_error("waveform must be 1-D mono samples, got shape " + shape_of(keep) +
                           "; mix channels down to mono first");
   }
-  const int type = a.dtype().num();
-  const bool contiguous = (a.flags() & py::array::c_style) != 0;
-  if (type == py::detail::npy_api::NPY_SHORT_) {
-    if (keep_int16) return contiguous ? a : py::array_t<int16_t, py::array::c_style>::ensure(a);
-    auto f = FloatArray(a.shape(0));
-    auto src = a.unchecked<int16_t, 1>();
-    float* dst = f.mutable_data();
-    for (py::ssize_t i = 0; i < a.shape(0); ++i) dst[i] = src(i) * (1.0f / 32768.0f);
-    return f;
+  const py::dtype dtype = keep.dtype();
+  const char kind = dtype.kind();
+  const py::ssize_t size = dtype.itemsize();
+  pyser::SampleView view;
+  if (kind == 'f' && size == 4) {
+    view.type = pyser::SampleType::kFloat32;
+  } else if (kind == 'f' && size == 8) {
+    view.type = pyser::SampleType::kFloat64;
+  } else if (kind == 'i' && size == 2) {
+    view.type = pyser::SampleType::kInt16;
+  } else {
+    throw py::value_error("waveform dtype must be float32, float64 or int16 (either byte order), "
+                          "got " + std::string(py::str(dtype)));
   }
-  if (type == py::detail::npy_api::NPY_FLOAT_ && contiguous) return a;  // the common case
-  if (type == py::detail::npy_api::NPY_FLOAT_ || type == py::detail::npy_api::NPY_DOUBLE_) {
-    // Casts float64 and copies strided arrays.
-    return py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
-  }
-  throw py::value_error("waveform dtype must be float32, float64 or int16, got " +
-                        std::string(py::str(a.dtype())));
+  // numpy writes '=' for native order (and '|' where order does not apply).
+  const char order = dtype.byteorder();
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  view.byte_swapped = order == '<';
+#else
+  view.byte_swapped = order == '>';
+#endif
+  view.data = keep.data();
+  view.size = static_cast<size_t>(keep.shape(0));
+  view.stride = keep.strides(0);
+  return view;
 }
 
 FloatArray new_frames(size_t frames, int n_bins) {
@@ -75,35 +86,31 @@ void def_enum_option(py::class_<FeatureOptions>& cls, const char* name,
 }
 
 FloatArray extract(const ValidatedOptions& options, const py::object& waveform) {
-  auto wav = FloatArray(as_waveform(waveform, false));
-  const size_t n = wav.shape(0);
-  auto out = new_frames(pyser::num_frames(options, n), options.n_bins());
-  const float* in = wav.data();
+  py::array keep;
+  const pyser::SampleView samples = describe_waveform(waveform, keep);
+  auto out = new_frames(pyser::num_frames(options, samples.size), options.n_bins());
   float* dst = out.mutable_data();
   {
     py::gil_scoped_release release;
-    pyser::check_finite(in, n);
-    pyser::extract_features(options, in, n, dst);
+    pyser::extract_features(options, samples, dst);
   }
   return out;
 }
 
 py::list extract_batch(const ValidatedOptions& options, const py::list& waveforms,
                        int num_threads) {
-  std::vector<FloatArray> inputs;
+  std::vector<py::array> inputs(waveforms.size());  // keeps the views' memory alive
   std::vector<pyser::SignalView> views;
   py::list outputs;
   for (size_t i = 0; i < waveforms.size(); ++i) {
-    FloatArray wav;
+    pyser::SampleView samples;
     try {
-      wav = FloatArray(as_waveform(waveforms[i], false));
+      samples = describe_waveform(waveforms[i], inputs[i]);
     } catch (const py::value_error& e) {
       throw py::value_error("waveforms[" + std::to_string(i) + "]: " + e.what());
     }
-    const size_t n = wav.shape(0);
-    auto out = new_frames(pyser::num_frames(options, n), options.n_bins());
-    views.push_back({wav.data(), n, out.mutable_data()});
-    inputs.push_back(wav);
+    auto out = new_frames(pyser::num_frames(options, samples.size), options.n_bins());
+    views.push_back({samples, out.mutable_data()});
     outputs.append(out);
   }
   {
@@ -114,27 +121,26 @@ py::list extract_batch(const ValidatedOptions& options, const py::list& waveform
 }
 
 FloatArray accept(pyser::StreamingFeatures& stream, const py::object& chunk) {
-  py::array samples = as_waveform(chunk, true);
-  const size_t n = samples.shape(0);
-  auto out = new_frames(stream.frames_completed_by(n), stream.n_bins());
+  py::array keep;
+  const pyser::SampleView samples = describe_waveform(chunk, keep);
+  auto out = new_frames(stream.frames_completed_by(samples.size), stream.n_bins());
   float* dst = out.mutable_data();
-  if (samples.dtype().is(py::dtype::of<int16_t>())) {
-    const auto* in = static_cast<const int16_t*>(samples.data());
+  {
     py::gil_scoped_release release;
-    stream.accept_waveform(in, n, dst);
-  } else {
-    const auto* in = static_cast<const float*>(samples.data());
-    py::gil_scoped_release release;
-    stream.accept_waveform(in, n, dst);
+    stream.accept_waveform(samples, dst);
   }
   return out;
 }
 
 py::array_t<std::complex<float>> rfft(const py::object& signal) {
-  auto x = FloatArray(as_waveform(signal, false));
-  const pyser::RealFft& plan = pyser::real_fft_plan(static_cast<int>(x.shape(0)));
+  py::array keep;
+  const pyser::SampleView samples = describe_waveform(signal, keep);
+  std::vector<float> converted;
+  const float* x = pyser::samples_as_float(samples, converted);
+  const int n = samples.size > 1u << 30 ? -1 : static_cast<int>(samples.size);  // -1: refused
+  const pyser::RealFft& plan = pyser::real_fft_plan(n);
   std::vector<float> re(plan.num_bins()), im(plan.num_bins());
-  plan.forward(x.data(), nullptr, re.data(), im.data());
+  plan.forward(x, nullptr, re.data(), im.data());
   py::array_t<std::complex<float>> out(plan.num_bins());
   auto* dst = out.mutable_data();
   for (int k = 0; k < plan.num_bins(); ++k) dst[k] = {re[k], im[k]};

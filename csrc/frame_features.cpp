@@ -97,16 +97,6 @@ size_t num_frames(const ValidatedOptions& options, size_t n) {
   return n < n_fft ? 0 : 1 + (n - n_fft) / hop;
 }
 
-void check_finite(const float* samples, size_t n) {
-  for (size_t i = 0; i < n; ++i) {
-    if (!std::isfinite(samples[i])) {
-      throw std::invalid_argument("waveform has a non-finite sample (" +
-                                  std::string(std::isnan(samples[i]) ? "nan" : "inf") +
-                                  ") at index " + std::to_string(i));
-    }
-  }
-}
-
 namespace {
 
 void extract_with(FrameProcessor& processor, const float* samples, size_t n, float* out) {
@@ -138,8 +128,7 @@ void extract_with(FrameProcessor& processor, const float* samples, size_t n, flo
 
 }  // namespace
 
-void extract_features(const ValidatedOptions& options, const float* samples, size_t n,
-                      float* out) {
+void extract_features(const ValidatedOptions& options, const SampleView& samples, float* out) {
   // Building a processor (window, Mel weights) costs as much as a few frames,
   // so each thread keeps the one it used last: short utterances in a loop
   // with one config pay for it once.
@@ -148,7 +137,8 @@ void extract_features(const ValidatedOptions& options, const float* samples, siz
     last.reset();
     last = std::make_unique<FrameProcessor>(options);
   }
-  extract_with(*last, samples, n, out);
+  std::vector<float> converted;  // used unless the samples are native float32 already
+  extract_with(*last, samples_as_float(samples, converted), samples.size, out);
 }
 
 void extract_features_batch(const ValidatedOptions& options, const std::vector<SignalView>& batch,
@@ -167,9 +157,10 @@ void extract_features_batch(const ValidatedOptions& options, const std::vector<S
     size_t i = 0;
     try {
       FrameProcessor processor(options);
+      std::vector<float> converted;
       for (i = next++; i < batch.size() && !failed; i = next++) {
-        check_finite(batch[i].samples, batch[i].num_samples);
-        extract_with(processor, batch[i].samples, batch[i].num_samples, batch[i].out);
+        const SampleView& samples = batch[i].samples;
+        extract_with(processor, samples_as_float(samples, converted), samples.size, batch[i].out);
       }
     } catch (const std::invalid_argument& e) {
       failed = true;

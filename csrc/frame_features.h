@@ -9,6 +9,7 @@
 #include "feature_config.h"
 #include "fft.h"
 #include "mel.h"
+#include "samples.h"
 
 namespace pyser {
 
@@ -40,21 +41,18 @@ void power_to_db(float* values, int n, float amin);
 // n >= n_fft, else 0; center=True: 1 + n / hop.
 size_t num_frames(const ValidatedOptions& options, size_t num_samples);
 
-// Throws std::invalid_argument naming the first NaN or infinite sample.
-void check_finite(const float* samples, size_t n);
-
-// Features of a whole signal into out (num_frames × n_bins, row-major).
-void extract_features(const ValidatedOptions& options, const float* samples, size_t n,
-                      float* out);
+// Features of a whole signal into out (num_frames(options, samples.size) ×
+// n_bins, row-major). Samples follow the input contract of samples.h; a bad
+// one throws std::invalid_argument before anything is written.
+void extract_features(const ValidatedOptions& options, const SampleView& samples, float* out);
 
 struct SignalView {
-  const float* samples;
-  size_t num_samples;
-  float* out;  // num_frames(options, num_samples) × n_bins
+  SampleView samples;
+  float* out;  // num_frames(options, samples.size) × n_bins
 };
 
 // Extracts every signal of the batch on up to num_threads threads
-// (0 = hardware concurrency). A non-finite sample throws std::invalid_argument
+// (0 = hardware concurrency). A bad sample throws std::invalid_argument
 // naming the first bad signal ("signal i of the batch: ...").
 void extract_features_batch(const ValidatedOptions& options, const std::vector<SignalView>& batch,
                             int num_threads);

@@ -3,12 +3,6 @@
 #include <algorithm>
 
 namespace pyser {
-namespace {
-
-inline float to_float(float x) { return x; }
-inline float to_float(int16_t x) { return static_cast<float>(x) * (1.0f / 32768.0f); }
-
-}  // namespace
 
 StreamingFeatures::StreamingFeatures(const ValidatedOptions& options) : processor_(options) {
   buffer_.reserve(2 * static_cast<size_t>(options->n_fft));
@@ -22,31 +16,32 @@ size_t StreamingFeatures::frames_completed_by(size_t n) const {
   return static_cast<size_t>((end - next_start - n_fft) / options()->hop_length + 1);
 }
 
-size_t StreamingFeatures::accept_waveform(const float* samples, size_t n, float* out) {
-  check_finite(samples, n);  // before any state changes: a bad chunk loses nothing
-  return accept(samples, n, out);
-}
-
-size_t StreamingFeatures::accept_waveform(const int16_t* samples, size_t n, float* out) {
-  return accept(samples, n, out);
-}
-
-template <typename Sample>
-size_t StreamingFeatures::accept(const Sample* samples, size_t n, float* out) {
+size_t StreamingFeatures::accept_waveform(const SampleView& chunk, float* out) {
   const uint64_t hop = options()->hop_length;
   const uint64_t n_fft = options()->n_fft;
+  const size_t n = chunk.size;
   uint64_t next_start = static_cast<uint64_t>(num_frames_) * hop;
-  // Samples before the next frame's start are never needed again (hop may
-  // exceed n_fft, so some incoming samples may be skippable too).
-  uint64_t skip = std::min<uint64_t>(num_samples_ + n, next_start) - origin_;
-  const uint64_t drop = std::min<uint64_t>(skip, buffer_.size());
-  buffer_.erase(buffer_.begin(), buffer_.begin() + drop);
-  skip -= drop;
-  origin_ += drop + skip;
+  // Samples before the next frame's start are never needed again. When hop
+  // exceeds n_fft, the chunk's first `skip` samples may be such: they are
+  // checked, not stored.
+  const size_t skip = static_cast<size_t>(
+      std::min<uint64_t>(n, next_start > num_samples_ ? next_start - num_samples_ : 0));
+  check_samples(chunk, 0, skip);
+  // Append first and drop the unneeded prefix after, so that a bad sample
+  // (the conversion throws) leaves the stream as it was.
   const size_t old_size = buffer_.size();
   buffer_.resize(old_size + (n - skip));
-  float* tail = buffer_.data() + old_size;
-  for (size_t i = skip; i < n; ++i) tail[i - skip] = to_float(samples[i]);
+  try {
+    read_samples(chunk, skip, n, buffer_.data() + old_size);
+  } catch (...) {
+    buffer_.resize(old_size);
+    throw;
+  }
+  const uint64_t keep_from = std::min<uint64_t>(next_start, num_samples_ + n);
+  // skip > 0: every buffered sample lies before next_start.
+  const size_t drop = skip > 0 ? old_size : static_cast<size_t>(keep_from - origin_);
+  buffer_.erase(buffer_.begin(), buffer_.begin() + drop);
+  origin_ = keep_from;
   num_samples_ += n;
 
   size_t emitted = 0;

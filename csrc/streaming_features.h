@@ -24,11 +24,10 @@ class StreamingFeatures {
   size_t frames_completed_by(size_t n) const;
 
   // Appends a chunk and writes the frames it completes to out
-  // (frames_completed_by(n) × n_bins). Float samples must be finite: a chunk
-  // with NaN or Inf throws std::invalid_argument and leaves the stream as it was.
-  // int16 samples are scaled by 1/32768.
-  size_t accept_waveform(const float* samples, size_t n, float* out);
-  size_t accept_waveform(const int16_t* samples, size_t n, float* out);
+  // (frames_completed_by(chunk.size) × n_bins). Samples follow the input
+  // contract of samples.h: a chunk with a bad sample throws
+  // std::invalid_argument and leaves the stream as it was.
+  size_t accept_waveform(const SampleView& chunk, float* out);
 
   // Forgets all audio; the next sample is sample 0 of a new stream.
   void reset();
@@ -37,9 +36,6 @@ class StreamingFeatures {
   uint64_t num_samples() const { return num_samples_; } // samples accepted so far
 
  private:
-  template <typename Sample>
-  size_t accept(const Sample* samples, size_t n, float* out);
-
   FrameProcessor processor_;
   std::vector<float> buffer_;  // samples from stream index origin_ on
   uint64_t origin_ = 0;

@@ -160,7 +160,11 @@ def extract_features(
     """Log spectrogram of a whole signal.
 
     Args:
-        waveform: (n_samples,) mono float32/float64 in [-1, 1], or int16 (scaled by 1/32768).
+        waveform: (n_samples,) mono samples, a numpy array of float32 or float64 in
+            [-1, 1], or int16 (scaled by 1/32768); either byte order, any stride
+            (slices, reversed, channel columns), read-only and memory-mapped arrays
+            included, all read without a copy into numpy. Every such form gives exactly
+            the features of the native contiguous float32 samples.
         config: feature options.
         sample_rate: the waveform's rate in Hz, checked against ``config.sample_rate`` if given.
     Returns:
@@ -168,7 +172,8 @@ def extract_features(
         n_frames = 1 + (n_samples - n_fft) // hop_length (0 if shorter than n_fft);
         with ``center=True``, 1 + n_samples // hop_length.
     Raises:
-        ValueError: not a 1-D array, unsupported dtype, NaN/Inf samples, wrong rate.
+        ValueError: not a 1-D numpy array, another dtype (named in the message),
+            NaN/Inf samples (named with their index), wrong rate.
     """
     _check_rate(config, sample_rate)
     return _core.extract_features(config._options(), waveform)
@@ -217,7 +222,9 @@ class StreamingFeatures:
         """Append ``chunk`` ((n,) float32/float64 in [-1, 1] or int16, at config.sample_rate).
 
         Args:
-            chunk: the next samples, any length (0 included).
+            chunk: the next samples, any length (0 included), in any form that
+                ``extract_features`` takes (dtype, byte order, stride); chunks of
+                different forms may follow each other.
             sample_rate: the chunk's rate in Hz, checked against ``config.sample_rate`` if given.
         Returns:
             (n_new, n_bins) float32, the frames this chunk completes (a new array,
