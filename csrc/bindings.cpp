@@ -151,6 +151,7 @@ py::array_t<std::complex<float>> rfft(const py::object& signal) {
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "pyser's C++ feature engine (use pyser.features instead of this module).";
+  m.attr("MAX_ABS_SAMPLE") = pyser::kMaxAbsSample;
 
   py::class_<FeatureOptions> options(
       m, "FeatureOptions",

@@ -1,11 +1,16 @@
 #include "feature_config.h"
 
+#include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
+#include <vector>
 
 #include "fft.h"
 #include "mel.h"
+#include "samples.h"
+#include "window.h"
 
 namespace pyser {
 namespace {
@@ -19,6 +24,24 @@ std::string str(T value) {
   std::ostringstream out;
   out << value;
   return out.str();
+}
+
+// With |x| <= kMaxAbsSample, a bin's power is at most (Σ|w|·kMaxAbsSample)²
+// and a Mel band's at most that times the band's weight sum. STFT powers stay
+// below 3e32 for every valid n_fft; only Mel bands narrower than a bin with
+// Slaney's area normalisation can weigh enough to overflow float32.
+void check_power_range(const FeatureOptions& options) {
+  const std::vector<float> window = frame_window(options);
+  double window_sum = 0.0;
+  for (float w : window) window_sum += std::fabs(w);
+  const double max_bin = window_sum * kMaxAbsSample * window_sum * kMaxAbsSample;
+  const double gain = MelFilterbank(options).max_band_gain();
+  if (max_bin * std::max(1.0, gain) > FLT_MAX / 2) {
+    fail("n_mels", "(with fmin and fmax) makes a Mel band so narrow that its weights sum to " +
+                       str(gain) + ", and samples within |x| <= " + str(kMaxAbsSample) +
+                       " could overflow float32 power; use wider bands (fewer n_mels, a "
+                       "wider fmin..fmax) or norm=None");
+  }
 }
 
 }  // namespace
@@ -82,7 +105,12 @@ void FeatureOptions::validate() const {
     fail("win_length", "must be <= n_fft (" + str(n_fft) + "), got " + str(win_length));
   }
   if (hop_length <= 0) fail("hop_length", "must be positive, got " + str(hop_length));
-  if (!std::isfinite(amin) || amin <= 0.0) fail("amin", "must be finite and > 0, got " + str(amin));
+  // The power is float32, so the floor must be a normal float32 (subnormals
+  // would round to 0 or lose precision, and the fast log expects normals).
+  if (!(amin >= FLT_MIN && amin <= FLT_MAX)) {
+    fail("amin", "must be a normal float32 in [" + str(FLT_MIN) + ", " + str(FLT_MAX) +
+                     "], got " + str(amin));
+  }
   if (kind != FeatureKind::kMel) return;
   const double nyquist = sample_rate / 2.0;
   if (n_mels <= 0) fail("n_mels", "must be positive, got " + str(n_mels));
@@ -97,6 +125,7 @@ void FeatureOptions::validate() const {
     fail("fmax", "must be > fmin (" + str(fmin) + " Hz), got " + str(fmax_hz()));
   }
   check_mel_bands(*this);
+  check_power_range(*this);
 }
 
 ValidatedOptions::ValidatedOptions(const FeatureOptions& options) : options_(options) {

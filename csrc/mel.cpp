@@ -108,6 +108,16 @@ void MelFilterbank::apply(const float* power, float* mel) const {
               weights_.data());
 }
 
+double MelFilterbank::max_band_gain() const {
+  double gain = 0.0;
+  for (int b = 0; b < num_bands(); ++b) {
+    double sum = 0.0;
+    for (int k = 0; k < length_[b]; ++k) sum += weights_[offset_[b] + k];
+    gain = std::max(gain, sum);
+  }
+  return gain;
+}
+
 std::vector<float> MelFilterbank::dense() const {
   std::vector<float> out(static_cast<size_t>(num_bands()) * num_bins_, 0.0f);
   for (int b = 0; b < num_bands(); ++b) {

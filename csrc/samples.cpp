@@ -15,7 +15,8 @@ namespace {
 // absolute value: IEEE floats of one sign order like their bit patterns, and
 // NaN and infinity lie above every finite value, so one unsigned max over
 // the masked bits checks a whole range, branch-free.
-constexpr double kMaxAbsValue = FLT_MAX;
+constexpr double kMaxAbsValue = kMaxAbsSample;
+static_assert(kMaxAbsSample < FLT_MAX, "the bound must be a finite float32");
 
 uint32_t abs_bits_limit_f32() {
   const float limit = static_cast<float>(kMaxAbsValue);
@@ -96,10 +97,15 @@ double sample_value(const SampleView& view, size_t i) {
       throw std::invalid_argument("waveform has a non-finite sample (" +
                                   std::string(v < 0 ? "-inf" : "inf") + ")" + at);
     }
-    char value[32];
+    char value[32], bound[32];
     std::snprintf(value, sizeof value, "%g", v);
-    throw std::invalid_argument("waveform has a sample beyond float32's range (" +
-                                std::string(value) + ", inf as float32)" + at);
+    std::snprintf(bound, sizeof bound, "%g", kMaxAbsSample);
+    const char* as_float = std::fabs(v) > FLT_MAX ? ", inf as float32" : "";
+    throw std::invalid_argument("waveform has a sample too loud for float32 features (" +
+                                std::string(value) + as_float + ")" + at +
+                                ": samples must satisfy |x| <= " + bound +
+                                " (MAX_ABS_SAMPLE), above which power can overflow float32; "
+                                "scale the audio to [-1, 1]");
   }
   throw std::logic_error("throw_bad_sample: no bad sample in the range");
 }

@@ -10,6 +10,13 @@ namespace pyser {
 
 enum class SampleType { kFloat32, kFloat64, kInt16 };
 
+// The largest accepted |sample| of float input. Far above any audio (int32
+// PCM as floats stays below 2.2e9), and low enough that the power of a frame
+// cannot overflow float32 in any valid FeatureOptions (validate() refuses
+// the few whose Mel weights would allow it), so a loud signal is either
+// computed right or refused, never saturated or mistaken for silence.
+constexpr double kMaxAbsSample = 1e12;
+
 // `size` samples of one supported type anywhere in memory: any stride in bytes
 // (negative, zero, not a multiple of the sample size, unaligned) and either
 // byte order. It only describes memory the caller keeps alive.
@@ -28,9 +35,9 @@ struct SampleView {
 };
 
 // Samples become float32 so: float32 as is, float64 rounded to nearest, int16
-// scaled by 1/32768. Float samples must be finite and representable in
-// float32; a bad sample throws std::invalid_argument naming it and its index
-// in the view ("waveform has a non-finite sample (nan) at index 12").
+// scaled by 1/32768. Float samples must be finite with |x| <= kMaxAbsSample;
+// a bad sample throws std::invalid_argument naming it and its index in the
+// view ("waveform has a non-finite sample (nan) at index 12").
 
 // Converts samples [begin, end) of view into out[0, end - begin), checking
 // them. On a throw, out holds unspecified values.

@@ -20,7 +20,20 @@ import numpy as np
 
 from pyser import _core
 
-__all__ = ["FeatureConfig", "StreamingFeatures", "extract_features", "extract_features_batch"]
+__all__ = [
+    "MAX_ABS_SAMPLE",
+    "FeatureConfig",
+    "StreamingFeatures",
+    "extract_features",
+    "extract_features_batch",
+]
+
+#: The largest accepted ``|sample|`` of float input (1e12). Far above any audio
+#: (int32 PCM as floats stays below 2.2e9) and low enough that no frame's power
+#: can overflow float32, so a loud signal is computed right or refused with
+#: ValueError, never saturated or reported as the floor. int16 input is always
+#: within it.
+MAX_ABS_SAMPLE: float = _core.MAX_ABS_SAMPLE
 
 _STRING_FIELDS = {"kind", "window", "pad_mode", "norm"}
 _BOOL_FIELDS = {"periodic", "htk", "center"}
@@ -50,7 +63,8 @@ class FeatureConfig:
             is centred on sample ``t * hop_length`` (librosa ``center=True``).
             Streaming always uses ``center=False`` framing.
         pad_mode: padding for ``center``: ``"reflect"`` or ``"constant"`` (zeros).
-        amin: power floor before the log, ``10 * log10(max(power, amin))``.
+        amin: power floor before the log, ``10 * log10(max(power, amin))``; a normal
+            float32 (about 1.2e-38 to 3.4e38), since the power is float32.
     """
 
     kind: str = "mel"
@@ -163,8 +177,9 @@ def extract_features(
         waveform: (n_samples,) mono samples, a numpy array of float32 or float64 in
             [-1, 1], or int16 (scaled by 1/32768); either byte order, any stride
             (slices, reversed, channel columns), read-only and memory-mapped arrays
-            included, all read without a copy into numpy. Every such form gives exactly
-            the features of the native contiguous float32 samples.
+            included, converted by the C++ engine (no numpy copy). Every such form gives
+            exactly the features of the same samples as native contiguous float32.
+            Float samples must be finite with ``|x| <= MAX_ABS_SAMPLE``.
         config: feature options.
         sample_rate: the waveform's rate in Hz, checked against ``config.sample_rate`` if given.
     Returns:
@@ -173,7 +188,8 @@ def extract_features(
         with ``center=True``, 1 + n_samples // hop_length.
     Raises:
         ValueError: not a 1-D numpy array, another dtype (named in the message),
-            NaN/Inf samples (named with their index), wrong rate.
+            a NaN/Inf sample or one beyond ``MAX_ABS_SAMPLE`` (named with its index),
+            wrong rate.
     """
     _check_rate(config, sample_rate)
     return _core.extract_features(config._options(), waveform)
