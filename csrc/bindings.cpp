@@ -120,14 +120,27 @@ py::list extract_batch(const ValidatedOptions& options, const py::list& waveform
   return outputs;
 }
 
+// GIL policy of StreamingFeatures: the stream serialises its calls with its
+// own mutex, and every call that may wait for that mutex releases the GIL
+// first. No thread ever waits for the GIL while it holds a stream's mutex
+// (the core never calls back into Python), so the two locks cannot deadlock,
+// and a long chunk on one thread never stalls the interpreter.
 FloatArray accept(pyser::StreamingFeatures& stream, const py::object& chunk) {
   py::array keep;
   const pyser::SampleView samples = describe_waveform(chunk, keep);
-  auto out = new_frames(stream.frames_completed_by(samples.size), stream.n_bins());
+  // How many frames the chunk completes depends on what a racing call
+  // appends first, so the output is sized for the most it can complete
+  // (state-independent) and shrunk to what was written.
+  const size_t capacity = stream.max_frames_completed_by(samples.size);
+  auto out = new_frames(capacity, stream.n_bins());
   float* dst = out.mutable_data();
+  size_t written;
   {
     py::gil_scoped_release release;
-    stream.accept_waveform(samples, dst);
+    written = stream.accept_waveform(samples, dst, capacity);
+  }
+  if (written < capacity) {
+    out.resize({static_cast<py::ssize_t>(written), static_cast<py::ssize_t>(stream.n_bins())});
   }
   return out;
 }
@@ -194,16 +207,20 @@ PYBIND11_MODULE(_core, m) {
         "List of waveforms -> list of feature arrays, computed on num_threads threads "
         "(0 = all cores).");
 
-  py::class_<pyser::StreamingFeatures>(m, "StreamingFeatures")
+  using Stream = pyser::StreamingFeatures;
+  using ReleaseGil = py::call_guard<py::gil_scoped_release>;
+  py::class_<Stream>(m, "StreamingFeatures",
+                     "Frame-by-frame features of a stream. Safe to call from several threads: "
+                     "calls are serialised by the stream's lock (taken without the GIL).")
       .def(py::init<const ValidatedOptions&>(), py::arg("options"))
       .def("accept_waveform", &accept, py::arg("chunk"),
            "Append a chunk; return a new (n_new, n_bins) float32 array of the frames it "
            "completes.")
-      .def("frames_completed_by", &pyser::StreamingFeatures::frames_completed_by, py::arg("n"))
-      .def("reset", &pyser::StreamingFeatures::reset)
-      .def_property_readonly("num_frames", &pyser::StreamingFeatures::num_frames)
-      .def_property_readonly("num_samples", &pyser::StreamingFeatures::num_samples)
-      .def_property_readonly("n_bins", &pyser::StreamingFeatures::n_bins);
+      .def("frames_completed_by", &Stream::frames_completed_by, py::arg("n"), ReleaseGil())
+      .def("reset", &Stream::reset, ReleaseGil())
+      .def_property_readonly("num_frames", py::cpp_function(&Stream::num_frames, ReleaseGil()))
+      .def_property_readonly("num_samples", py::cpp_function(&Stream::num_samples, ReleaseGil()))
+      .def_property_readonly("n_bins", &Stream::n_bins);
 
   m.def("rfft", &rfft, py::arg("signal"),
         "Real FFT of a power-of-two-length signal (16..16384) -> complex64 (n/2+1,).");

@@ -173,6 +173,9 @@ def extract_features(
 ) -> np.ndarray:
     """Log spectrogram of a whole signal.
 
+    Thread-safe: computed with the GIL released, so calls on several threads
+    run in parallel.
+
     Args:
         waveform: (n_samples,) mono samples, a numpy array of float32 or float64 in
             [-1, 1], or int16 (scaled by 1/32768); either byte order, any stride
@@ -223,6 +226,16 @@ class StreamingFeatures:
     ``extract_features`` with ``center=False``. A bad chunk raises ValueError
     and leaves the stream as it was.
 
+    Threads: a stream belongs to one thread at a time (hand it over freely, e.g.
+    through a queue). Using it from several threads at once is safe but rarely
+    meaningful: its calls are serialised by a per-stream lock, so each call sees
+    the stream as some whole call left it and racing chunks are appended in the
+    order their calls take the lock, which the caller does not control. The lock
+    is taken with the GIL released, so a long chunk on one thread never stalls
+    the others. Different streams share nothing and run in parallel.
+    ``extract_features`` and ``extract_features_batch`` may be called from any
+    number of threads at once.
+
     Example:
         >>> sf = StreamingFeatures(FeatureConfig())
         >>> frames = sf.accept_waveform(chunk)   # (n_new, 128) float32
@@ -245,8 +258,8 @@ class StreamingFeatures:
         Returns:
             (n_new, n_bins) float32, the frames this chunk completes (a new array,
             owned by the caller). The first of them has absolute index
-            ``num_frames`` as read before the call; frame i starts at sample
-            ``i * hop_length``.
+            ``num_frames`` as read before the call (when no other thread feeds the
+            stream meanwhile); frame i starts at sample ``i * hop_length``.
         Raises:
             ValueError: as ``extract_features``; the stream is left unchanged.
         """
