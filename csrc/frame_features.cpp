@@ -108,8 +108,13 @@ void extract_with(FrameProcessor& processor, const float* samples, size_t n, flo
   std::vector<float> edge(n_fft);
   for (size_t t = 0; t < frames; ++t) {
     const long long start = static_cast<long long>(t * hop) - pad;
-    const float* frame = samples + start;
-    if (start < 0 || start + static_cast<long long>(n_fft) > static_cast<long long>(n)) {
+    // Forming a pointer outside the signal is undefined behaviour even unread
+    // (UBSan caught samples + start with start < 0), so edge frames are
+    // gathered through indices.
+    const float* frame;
+    if (start >= 0 && start + static_cast<long long>(n_fft) <= static_cast<long long>(n)) {
+      frame = samples + start;
+    } else {
       // Only the first and last frames of center=True reach past the signal.
       for (size_t i = 0; i < n_fft; ++i) {
         const long long j = start + static_cast<long long>(i);
