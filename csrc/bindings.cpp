@@ -32,19 +32,20 @@ std::string shape_of(const py::array& a) {
 
 // Describes a 1-D float32/float64/int16 numpy array (either byte order, any
 // strides) for the core's input contract (samples.h), which converts and
-// checks the samples; other inputs raise ValueError. `keep` holds the array,
-// whose memory the view points into, for as long as the view is used.
-pyser::SampleView describe_waveform(const py::handle& obj, py::array& keep) {
+// checks the samples; other inputs raise ValueError. The view points into
+// obj's memory: the caller holds a reference to obj for as long as it uses
+// the view (with the GIL released, nothing else keeps it alive).
+pyser::SampleView describe_waveform(const py::handle& obj) {
   if (!py::isinstance<py::array>(obj)) {
     throw py::value_error("waveform must be a numpy array, got " +
                           std::string(py::str(py::type::of(obj).attr("__name__"))));
   }
-  keep = py::reinterpret_borrow<py::array>(obj);
-  if (keep.ndim() != 1) {
-    throw py::value_error("waveform must be 1-D mono samples, got shape " + shape_of(keep) +
+  const auto array = py::reinterpret_borrow<py::array>(obj);
+  if (array.ndim() != 1) {
+    throw py::value_error("waveform must be 1-D mono samples, got shape " + shape_of(array) +
                           "; mix channels down to mono first");
   }
-  const py::dtype dtype = keep.dtype();
+  const py::dtype dtype = array.dtype();
   const char kind = dtype.kind();
   const py::ssize_t size = dtype.itemsize();
   pyser::SampleView view;
@@ -65,9 +66,9 @@ pyser::SampleView describe_waveform(const py::handle& obj, py::array& keep) {
 #else
   view.byte_swapped = order == '>';
 #endif
-  view.data = keep.data();
-  view.size = static_cast<size_t>(keep.shape(0));
-  view.stride = keep.strides(0);
+  view.data = array.data();
+  view.size = static_cast<size_t>(array.shape(0));
+  view.stride = array.strides(0);
   return view;
 }
 
@@ -85,9 +86,9 @@ void def_enum_option(py::class_<FeatureOptions>& cls, const char* name,
       [parse](FeatureOptions& o, const std::string& value) { o.*field = parse(value); });
 }
 
+// The argument objects of a bound function stay referenced until it returns.
 FloatArray extract(const ValidatedOptions& options, const py::object& waveform) {
-  py::array keep;
-  const pyser::SampleView samples = describe_waveform(waveform, keep);
+  const pyser::SampleView samples = describe_waveform(waveform);
   auto out = new_frames(pyser::num_frames(options, samples.size), options.n_bins());
   float* dst = out.mutable_data();
   {
@@ -99,13 +100,16 @@ FloatArray extract(const ValidatedOptions& options, const py::object& waveform) 
 
 py::list extract_batch(const ValidatedOptions& options, const py::list& waveforms,
                        int num_threads) {
-  std::vector<py::array> inputs(waveforms.size());  // keeps the views' memory alive
+  // References of their own: another thread may change the list while the
+  // GIL is released.
+  std::vector<py::object> inputs;
   std::vector<pyser::SignalView> views;
   py::list outputs;
   for (size_t i = 0; i < waveforms.size(); ++i) {
     pyser::SampleView samples;
     try {
-      samples = describe_waveform(waveforms[i], inputs[i]);
+      inputs.push_back(waveforms[i]);
+      samples = describe_waveform(inputs.back());
     } catch (const py::value_error& e) {
       throw py::value_error("waveforms[" + std::to_string(i) + "]: " + e.what());
     }
@@ -126,8 +130,7 @@ py::list extract_batch(const ValidatedOptions& options, const py::list& waveform
 // (the core never calls back into Python), so the two locks cannot deadlock,
 // and a long chunk on one thread never stalls the interpreter.
 FloatArray accept(pyser::StreamingFeatures& stream, const py::object& chunk) {
-  py::array keep;
-  const pyser::SampleView samples = describe_waveform(chunk, keep);
+  const pyser::SampleView samples = describe_waveform(chunk);
   // How many frames the chunk completes depends on what a racing call
   // appends first, so the output is sized for the most it can complete
   // (state-independent) and shrunk to what was written.
@@ -146,8 +149,7 @@ FloatArray accept(pyser::StreamingFeatures& stream, const py::object& chunk) {
 }
 
 py::array_t<std::complex<float>> rfft(const py::object& signal) {
-  py::array keep;
-  const pyser::SampleView samples = describe_waveform(signal, keep);
+  const pyser::SampleView samples = describe_waveform(signal);
   std::vector<float> converted;
   const float* x = pyser::samples_as_float(samples, converted);
   const int n = samples.size > 1u << 30 ? -1 : static_cast<int>(samples.size);  // -1: refused
