@@ -15,7 +15,8 @@ enum class PadMode { kReflect, kConstant };
 // naming the FeatureConfig field ("FeatureConfig.kind must be ..."); to_string
 // gives the canonical spelling back.
 FeatureKind parse_feature_kind(const std::string& name);  // "mel", "stft"
-WindowKind parse_window(const std::string& name);          // "hamming", "hann", "rectangular"/"boxcar"
+WindowKind parse_window(const std::string& name);          // "hamming", "hann", "rectangular"
+                                                           // (or scipy's "boxcar")
 MelNorm parse_mel_norm(const std::string& name);           // "slaney", "none"
 PadMode parse_pad_mode(const std::string& name);           // "reflect", "constant"
 const char* to_string(FeatureKind kind);
@@ -39,7 +40,8 @@ struct FeatureOptions {
   std::optional<double> fmax;            // highest Mel band edge, Hz; unset = sample_rate / 2
   bool htk = false;                      // HTK Mel scale instead of Slaney's
   MelNorm norm = MelNorm::kSlaney;       // Mel band normalisation: area (slaney) or none
-  bool center = false;                   // offline only: pad n_fft/2 at both ends (librosa center=True)
+  bool center = false;                   // offline only: pad n_fft/2 at both ends
+                                         // (librosa center=True)
   PadMode pad_mode = PadMode::kReflect;  // padding for center
   double amin = 1e-10;                   // power floor before the log: 10·log10(max(power, amin));
                                          // a normal float32, since the power is float32

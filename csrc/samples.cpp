@@ -55,7 +55,8 @@ inline Bits load_bits(const char* p) {
 
 // Sample i of view as a double (exact for every supported type).
 double sample_value(const SampleView& view, size_t i) {
-  const char* p = static_cast<const char*>(view.data) + static_cast<std::ptrdiff_t>(i) * view.stride;
+  const char* p =
+      static_cast<const char*>(view.data) + static_cast<std::ptrdiff_t>(i) * view.stride;
   switch (view.type) {
     case SampleType::kFloat32: {
       uint32_t b;

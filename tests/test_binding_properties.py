@@ -209,7 +209,7 @@ def run_threads(targets):
     def guarded(target):
         try:
             target()
-        except BaseException as e:  # reported by the test
+        except BaseException as e:  # noqa: BLE001 - relayed to the main thread below
             errors.append(e)
 
     threads = [threading.Thread(target=guarded, args=(t,)) for t in targets]
