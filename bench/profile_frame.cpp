@@ -64,17 +64,18 @@ double ns_per_frame(size_t frames, int repeats, Body body) {
 int main(int argc, char** argv) {
   const double seconds = argc > 1 ? std::atof(argv[1]) : 60.0;
   const int repeats = argc > 2 ? std::atoi(argv[2]) : 20;
-  pyser::FeatureOptions options;  // the paper's defaults
+  const pyser::FeatureOptions options;  // the paper's defaults
+  const pyser::ValidatedOptions validated(options);
   const size_t n = static_cast<size_t>(seconds * options.sample_rate);
   const std::vector<float> x = test_signal(n);
-  const size_t frames = pyser::num_frames(options, n);
+  const size_t frames = pyser::num_frames(validated, n);
   std::vector<float> out(frames * options.n_bins());
 
   // Whole pipeline, the way extract_features runs it (this is what perf sees most).
   std::vector<double> whole;
   for (int r = 0; r < repeats + 2; ++r) {
     const auto t0 = Clock::now();
-    pyser::extract_features(options, x.data(), n, out.data());
+    pyser::extract_features(validated, pyser::SampleView::contiguous(x.data(), n), out.data());
     const auto t1 = Clock::now();
     if (r >= 2) whole.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count());
   }

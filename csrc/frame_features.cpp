@@ -69,12 +69,11 @@ size_t reflect_index(long long i, size_t n) {
 
 void power_to_db(float* values, int n, float amin) { power_to_db_kernel(values, n, amin); }
 
-FrameProcessor::FrameProcessor(const FeatureOptions& options) : options_(options) {
-  options_.validate();
+FrameProcessor::FrameProcessor(const ValidatedOptions& options) : options_(options) {
   n_bins_ = options_.n_bins();
-  fft_ = &real_fft_plan(options_.n_fft);
-  window_ = frame_window(options_);
-  if (options_.kind_enum() == FeatureKind::kMel) mel_ = std::make_unique<MelFilterbank>(options_);
+  fft_ = &real_fft_plan(options_->n_fft);
+  window_ = frame_window(options_.get());
+  if (options_->kind == FeatureKind::kMel) mel_ = std::make_unique<MelFilterbank>(options_.get());
   re_.resize(fft_->num_bins());
   im_.resize(fft_->num_bins());
   power_.resize(fft_->num_bins());
@@ -88,39 +87,34 @@ void FrameProcessor::compute(const float* frame, float* out) {
   } else {
     power_spectrum(re_.data(), im_.data(), out, fft_->num_bins());
   }
-  power_to_db(out, n_bins_, static_cast<float>(options_.amin));
+  power_to_db(out, n_bins_, options_.amin());
 }
 
-size_t num_frames(const FeatureOptions& options, size_t n) {
-  const size_t hop = options.hop_length;
-  if (options.center) return 1 + n / hop;
-  const size_t n_fft = options.n_fft;
+size_t num_frames(const ValidatedOptions& options, size_t n) {
+  const size_t hop = options->hop_length;
+  if (options->center) return 1 + n / hop;
+  const size_t n_fft = options->n_fft;
   return n < n_fft ? 0 : 1 + (n - n_fft) / hop;
-}
-
-void check_finite(const float* samples, size_t n) {
-  for (size_t i = 0; i < n; ++i) {
-    if (!std::isfinite(samples[i])) {
-      throw std::invalid_argument("waveform has a non-finite sample (" +
-                                  std::string(std::isnan(samples[i]) ? "nan" : "inf") +
-                                  ") at index " + std::to_string(i));
-    }
-  }
 }
 
 namespace {
 
 void extract_with(FrameProcessor& processor, const float* samples, size_t n, float* out) {
-  const FeatureOptions& options = processor.options();
+  const ValidatedOptions& options = processor.options();
   const size_t frames = num_frames(options, n);
-  const size_t n_fft = options.n_fft, hop = options.hop_length;
-  const long long pad = options.center ? n_fft / 2 : 0;
-  const bool reflect = options.pad_mode_enum() == PadMode::kReflect;
+  const size_t n_fft = options->n_fft, hop = options->hop_length;
+  const long long pad = options->center ? n_fft / 2 : 0;
+  const bool reflect = options->pad_mode == PadMode::kReflect;
   std::vector<float> edge(n_fft);
   for (size_t t = 0; t < frames; ++t) {
     const long long start = static_cast<long long>(t * hop) - pad;
-    const float* frame = samples + start;
-    if (start < 0 || start + static_cast<long long>(n_fft) > static_cast<long long>(n)) {
+    // Forming a pointer outside the signal is undefined behaviour even unread
+    // (UBSan caught samples + start with start < 0), so edge frames are
+    // gathered through indices.
+    const float* frame;
+    if (start >= 0 && start + static_cast<long long>(n_fft) <= static_cast<long long>(n)) {
+      frame = samples + start;
+    } else {
       // Only the first and last frames of center=True reach past the signal.
       for (size_t i = 0; i < n_fft; ++i) {
         const long long j = start + static_cast<long long>(i);
@@ -139,7 +133,7 @@ void extract_with(FrameProcessor& processor, const float* samples, size_t n, flo
 
 }  // namespace
 
-void extract_features(const FeatureOptions& options, const float* samples, size_t n, float* out) {
+void extract_features(const ValidatedOptions& options, const SampleView& samples, float* out) {
   // Building a processor (window, Mel weights) costs as much as a few frames,
   // so each thread keeps the one it used last: short utterances in a loop
   // with one config pay for it once.
@@ -148,12 +142,12 @@ void extract_features(const FeatureOptions& options, const float* samples, size_
     last.reset();
     last = std::make_unique<FrameProcessor>(options);
   }
-  extract_with(*last, samples, n, out);
+  std::vector<float> converted;  // used unless the samples are native float32 already
+  extract_with(*last, samples_as_float(samples, converted), samples.size, out);
 }
 
-void extract_features_batch(const FeatureOptions& options, const std::vector<SignalView>& batch,
+void extract_features_batch(const ValidatedOptions& options, const std::vector<SignalView>& batch,
                             int num_threads) {
-  options.validate();
   if (num_threads <= 0) num_threads = static_cast<int>(std::thread::hardware_concurrency());
   num_threads = std::max(1, std::min<int>(num_threads, static_cast<int>(batch.size())));
   std::atomic<size_t> next{0};
@@ -168,9 +162,10 @@ void extract_features_batch(const FeatureOptions& options, const std::vector<Sig
     size_t i = 0;
     try {
       FrameProcessor processor(options);
+      std::vector<float> converted;
       for (i = next++; i < batch.size() && !failed; i = next++) {
-        check_finite(batch[i].samples, batch[i].num_samples);
-        extract_with(processor, batch[i].samples, batch[i].num_samples, batch[i].out);
+        const SampleView& samples = batch[i].samples;
+        extract_with(processor, samples_as_float(samples, converted), samples.size, batch[i].out);
       }
     } catch (const std::invalid_argument& e) {
       failed = true;

@@ -9,6 +9,7 @@
 #include "feature_config.h"
 #include "fft.h"
 #include "mel.h"
+#include "samples.h"
 
 namespace pyser {
 
@@ -16,16 +17,16 @@ namespace pyser {
 // one instance serves one thread.
 class FrameProcessor {
  public:
-  explicit FrameProcessor(const FeatureOptions& options);  // validates options
+  explicit FrameProcessor(const ValidatedOptions& options);
 
-  const FeatureOptions& options() const { return options_; }
+  const ValidatedOptions& options() const { return options_; }
   int n_bins() const { return n_bins_; }
 
   // frame: n_fft samples; out: n_bins floats.
   void compute(const float* frame, float* out);
 
  private:
-  FeatureOptions options_;
+  ValidatedOptions options_;
   int n_bins_;
   const RealFft* fft_;
   std::vector<float> window_;
@@ -38,24 +39,22 @@ void power_to_db(float* values, int n, float amin);
 
 // Frames of a signal of n samples: center=False: 1 + (n - n_fft) / hop when
 // n >= n_fft, else 0; center=True: 1 + n / hop.
-size_t num_frames(const FeatureOptions& options, size_t num_samples);
+size_t num_frames(const ValidatedOptions& options, size_t num_samples);
 
-// Throws std::invalid_argument naming the first NaN or infinite sample.
-void check_finite(const float* samples, size_t n);
-
-// Features of a whole signal into out (num_frames × n_bins, row-major).
-void extract_features(const FeatureOptions& options, const float* samples, size_t n, float* out);
+// Features of a whole signal into out (num_frames(options, samples.size) ×
+// n_bins, row-major). Samples follow the input contract of samples.h; a bad
+// one throws std::invalid_argument before anything is written.
+void extract_features(const ValidatedOptions& options, const SampleView& samples, float* out);
 
 struct SignalView {
-  const float* samples;
-  size_t num_samples;
-  float* out;  // num_frames(options, num_samples) × n_bins
+  SampleView samples;
+  float* out;  // num_frames(options, samples.size) × n_bins
 };
 
 // Extracts every signal of the batch on up to num_threads threads
-// (0 = hardware concurrency). A non-finite sample throws std::invalid_argument
+// (0 = hardware concurrency). A bad sample throws std::invalid_argument
 // naming the first bad signal ("signal i of the batch: ...").
-void extract_features_batch(const FeatureOptions& options, const std::vector<SignalView>& batch,
+void extract_features_batch(const ValidatedOptions& options, const std::vector<SignalView>& batch,
                             int num_threads);
 
 }  // namespace pyser

@@ -76,7 +76,7 @@ MelFilterbank::MelFilterbank(const FeatureOptions& options) : num_bins_(options.
   const int n_mels = options.n_mels;
   const std::vector<double> edges = mel_band_edges(options);
   const double bin_hz = static_cast<double>(options.sample_rate) / options.n_fft;
-  const bool slaney_norm = options.norm == "slaney";
+  const bool slaney_norm = options.norm == MelNorm::kSlaney;
   for (int b = 0; b < n_mels; ++b) {
     const double lower = edges[b], centre = edges[b + 1], upper = edges[b + 2];
     const double scale = slaney_norm ? 2.0 / (upper - lower) : 1.0;
@@ -106,6 +106,16 @@ MelFilterbank::MelFilterbank(const FeatureOptions& options) : num_bins_(options.
 void MelFilterbank::apply(const float* power, float* mel) const {
   apply_bands(power, mel, num_bands(), start_.data(), length_.data(), offset_.data(),
               weights_.data());
+}
+
+double MelFilterbank::max_band_gain() const {
+  double gain = 0.0;
+  for (int b = 0; b < num_bands(); ++b) {
+    double sum = 0.0;
+    for (int k = 0; k < length_[b]; ++k) sum += weights_[offset_[b] + k];
+    gain = std::max(gain, sum);
+  }
+  return gain;
 }
 
 std::vector<float> MelFilterbank::dense() const {

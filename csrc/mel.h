@@ -28,6 +28,9 @@ class MelFilterbank {
   // mel[b] = Σ_k weight[b][k] · power[k]; power has num_bins() values.
   void apply(const float* power, float* mel) const;
 
+  // The largest sum of one band's weights: the most a band can amplify power.
+  double max_band_gain() const;
+
   // The dense (num_bands × num_bins) row-major matrix, for tests and plots.
   std::vector<float> dense() const;
 

@@ -18,7 +18,7 @@ std::vector<float> make_window(WindowKind kind, int win_length, bool periodic) {
 }
 
 std::vector<float> frame_window(const FeatureOptions& options) {
-  const std::vector<float> w = make_window(options.window_enum(), options.win_length,
+  const std::vector<float> w = make_window(options.window, options.win_length,
                                            options.periodic);
   std::vector<float> framed(options.n_fft, 0.0f);
   const int left = (options.n_fft - options.win_length) / 2;

@@ -20,7 +20,20 @@ import numpy as np
 
 from pyser import _core
 
-__all__ = ["FeatureConfig", "StreamingFeatures", "extract_features", "extract_features_batch"]
+__all__ = [
+    "MAX_ABS_SAMPLE",
+    "FeatureConfig",
+    "StreamingFeatures",
+    "extract_features",
+    "extract_features_batch",
+]
+
+#: The largest accepted ``|sample|`` of float input (1e12). Far above any audio
+#: (int32 PCM as floats stays below 2.2e9) and low enough that no frame's power
+#: can overflow float32, so a loud signal is computed right or refused with
+#: ValueError, never saturated or reported as the floor. int16 input is always
+#: within it.
+MAX_ABS_SAMPLE: float = _core.MAX_ABS_SAMPLE
 
 _STRING_FIELDS = {"kind", "window", "pad_mode", "norm"}
 _BOOL_FIELDS = {"periodic", "htk", "center"}
@@ -50,7 +63,8 @@ class FeatureConfig:
             is centred on sample ``t * hop_length`` (librosa ``center=True``).
             Streaming always uses ``center=False`` framing.
         pad_mode: padding for ``center``: ``"reflect"`` or ``"constant"`` (zeros).
-        amin: power floor before the log, ``10 * log10(max(power, amin))``.
+        amin: power floor before the log, ``10 * log10(max(power, amin))``; a normal
+            float32 (about 1.2e-38 to 3.4e38), since the power is float32.
     """
 
     kind: str = "mel"
@@ -72,12 +86,13 @@ class FeatureConfig:
     def __post_init__(self) -> None:
         for f in fields(self):
             _check_type(f.name, getattr(self, f.name))
-        options = self._build_options()
-        options.validate()  # value checks live in C++, in one place
+        # Value checks live in C++, in one place, and run once: the extractors take
+        # only the immutable ValidatedOptions.
+        options = _core.ValidatedOptions(self._build_options())
         object.__setattr__(self, "_core_options", options)
 
     def _options(self) -> Any:
-        """The validated ``_core.FeatureOptions`` (built once; the config is frozen)."""
+        """The ``_core.ValidatedOptions`` (built once; the config is frozen)."""
         return self._core_options
 
     def _build_options(self) -> Any:
@@ -158,8 +173,16 @@ def extract_features(
 ) -> np.ndarray:
     """Log spectrogram of a whole signal.
 
+    Thread-safe: computed with the GIL released, so calls on several threads
+    run in parallel.
+
     Args:
-        waveform: (n_samples,) mono float32/float64 in [-1, 1], or int16 (scaled by 1/32768).
+        waveform: (n_samples,) mono samples, a numpy array of float32 or float64 in
+            [-1, 1], or int16 (scaled by 1/32768); either byte order, any stride
+            (slices, reversed, channel columns), read-only and memory-mapped arrays
+            included, converted by the C++ engine (no numpy copy). Every such form gives
+            exactly the features of the same samples as native contiguous float32.
+            Float samples must be finite with ``|x| <= MAX_ABS_SAMPLE``.
         config: feature options.
         sample_rate: the waveform's rate in Hz, checked against ``config.sample_rate`` if given.
     Returns:
@@ -167,7 +190,9 @@ def extract_features(
         n_frames = 1 + (n_samples - n_fft) // hop_length (0 if shorter than n_fft);
         with ``center=True``, 1 + n_samples // hop_length.
     Raises:
-        ValueError: not a 1-D array, unsupported dtype, NaN/Inf samples, wrong rate.
+        ValueError: not a 1-D numpy array, another dtype (named in the message),
+            a NaN/Inf sample or one beyond ``MAX_ABS_SAMPLE`` (named with its index),
+            wrong rate.
     """
     _check_rate(config, sample_rate)
     return _core.extract_features(config._options(), waveform)
@@ -201,6 +226,16 @@ class StreamingFeatures:
     ``extract_features`` with ``center=False``. A bad chunk raises ValueError
     and leaves the stream as it was.
 
+    Threads: a stream belongs to one thread at a time (hand it over freely, e.g.
+    through a queue). Using it from several threads at once is safe but rarely
+    meaningful: its calls are serialised by a per-stream lock, so each call sees
+    the stream as some whole call left it and racing chunks are appended in the
+    order their calls take the lock, which the caller does not control. The lock
+    is taken with the GIL released, so a long chunk on one thread never stalls
+    the others. Different streams share nothing and run in parallel.
+    ``extract_features`` and ``extract_features_batch`` may be called from any
+    number of threads at once.
+
     Example:
         >>> sf = StreamingFeatures(FeatureConfig())
         >>> frames = sf.accept_waveform(chunk)   # (n_new, 128) float32
@@ -216,13 +251,15 @@ class StreamingFeatures:
         """Append ``chunk`` ((n,) float32/float64 in [-1, 1] or int16, at config.sample_rate).
 
         Args:
-            chunk: the next samples, any length (0 included).
+            chunk: the next samples, any length (0 included), in any form that
+                ``extract_features`` takes (dtype, byte order, stride); chunks of
+                different forms may follow each other.
             sample_rate: the chunk's rate in Hz, checked against ``config.sample_rate`` if given.
         Returns:
             (n_new, n_bins) float32, the frames this chunk completes (a new array,
             owned by the caller). The first of them has absolute index
-            ``num_frames`` as read before the call; frame i starts at sample
-            ``i * hop_length``.
+            ``num_frames`` as read before the call (when no other thread feeds the
+            stream meanwhile); frame i starts at sample ``i * hop_length``.
         Raises:
             ValueError: as ``extract_features``; the stream is left unchanged.
         """

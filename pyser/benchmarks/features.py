@@ -824,6 +824,7 @@ def bench_perf(s: Settings, repo: Path) -> dict:
                 "mel.cpp",
                 "feature_config.cpp",
                 "frame_features.cpp",
+                "samples.cpp",
             )
         ),
     ]
