@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Sets everything up, starts a private PulseAudio server for the `audio` tests, then runs
-# pytest with the arguments given (none: the whole suite).
+# pytest with the arguments given. With no arguments (what CI runs): the whole suite, then
+# the C++ core's tests again under AddressSanitizer + UBSan and ThreadSanitizer
+# (scripts/test_sanitized.sh, about 1.5 min).
 #
 # The server is the test's own, whatever else runs on the machine: it lives in a fresh
 # XDG_RUNTIME_DIR (its socket, pid file and log), so a desktop's or another run's server is
@@ -54,4 +56,10 @@ then
     | tail -n 20 >&2 || true
 fi
 
-.venv/bin/python -m pytest "$@"
+status=0
+.venv/bin/python -m pytest "$@" || status=$?
+if [ "$#" -eq 0 ]; then
+  echo "==> the C++ core's tests under AddressSanitizer + UBSan and ThreadSanitizer"
+  bash scripts/test_sanitized.sh || status=$?
+fi
+exit "$status"
