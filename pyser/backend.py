@@ -1,6 +1,8 @@
 """Model runtimes behind :class:`pyser.stream.Recognizer`: TorchScript and ONNX Runtime.
 
-Both run the CRNN in its two halves, so that a stream can cache CNN outputs:
+Both run the CRNN in its two halves, so that a stream can cache CNN outputs, and may offer
+``streaming_cnn`` (a ``pyser.model.StreamingCNN``, or None), the CNN layer by layer, which
+streams use to put each frame through the CNN once:
 
 * ``cnn(x, lengths) -> (h, h_lengths)``: normalisation + CNN, x (B, T, n_bins) float32,
   lengths (B,) int64 -> h (B, T', rnn_input_size) float32, h_lengths (B,) int64;
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pyser.model import ModelFileError, ModelMetadata, rnn_input_size
+from pyser.model import ModelFileError, ModelMetadata, StreamingCNN, rnn_input_size
 
 __all__ = [
     "BACKENDS",
@@ -57,6 +59,8 @@ class TorchScriptBackend:
         self._torch = torch
         self.module, self.metadata = load_model(path, map_location="cpu")
         self.rnn_input_size = int(self.module.rnn_input_size)
+        #: The CNN layer by layer for streams (see ``pyser.model.StreamingCNN``).
+        self.streaming_cnn = StreamingCNN(self.module)
 
     def cnn(self, x: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         torch = self._torch
@@ -88,6 +92,8 @@ class OnnxBackend:
     """
 
     name = "onnx"
+    #: Streams cache CNN output steps and re-run ``cnn`` over each hop's new steps' frames.
+    streaming_cnn = None
 
     def __init__(self, path: str | os.PathLike, num_threads: int | None = None) -> None:
         try:

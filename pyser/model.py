@@ -47,6 +47,7 @@ __all__ = [
     "METADATA_FILE",
     "ModelFileError",
     "ModelMetadata",
+    "StreamingCNN",
     "cnn_output_length",
     "load_model",
     "min_input_frames",
@@ -365,6 +366,60 @@ class CRNN(nn.Module):
     def embed(self, x: Tensor, lengths: Tensor) -> Tensor:
         """The center-loss embedding z (B, 64): FC1 + PReLU output."""
         return self.forward_with_embedding(x, lengths)[1]
+
+
+# ---------------------------------------------------------------------- streaming CNN
+
+
+class StreamingCNN:
+    """The CRNN's CNN run over frames that arrive in pieces, each layer keeping the input
+    rows its next outputs still need (the standard streaming form of valid convolutions).
+
+    For one run of frames from the start (or a :meth:`reset`) the steps it returns are
+    those of ``CRNN.cnn`` over all the frames so far, within float rounding, but each frame
+    goes through every layer once: a hop of 48 new frames costs 48 frames of CNN work, not
+    the 81 (its 3 steps' receptive fields) that re-running ``cnn`` on them would. The layer
+    sequence is ``CNN_LAYERS`` applied to the model's conv weights (tests compare with
+    ``cnn``).
+
+    Works on an eager ``CRNN`` or a TorchScript one loaded from a model file. State is per
+    stream: use one object per stream, and :meth:`state` / :meth:`step` for batches.
+    """
+
+    def __init__(self, model: Any) -> None:
+        convs = iter([model.conv1, model.conv2, model.conv3, model.conv4])
+        self._layers: list[tuple[Any, int, int]] = []
+        for kind, kernel, stride, _ in CNN_LAYERS:
+            if kind == "conv":
+                self._layers.append((next(convs), kernel, stride))
+            else:
+                self._layers.append((None, kernel, stride))
+        self._mean = model.norm_mean.detach()
+        self._std = model.norm_std.detach()
+
+    def empty_state(self) -> list[Tensor | None]:
+        """The state of a run that has seen no frames."""
+        return [None] * len(self._layers)
+
+    @torch.no_grad()
+    def step(self, x: Tensor, state: list[Tensor | None]) -> tuple[Tensor, list[Tensor | None]]:
+        """Feed new frames ``x`` (B, n, n_bins) of B runs whose states have equal shapes.
+
+        Returns (steps (B, m, rnn_input_size), new state): the CNN steps these frames
+        complete (m may be 0), and the rows each layer keeps for later.
+        """
+        h = ((x - self._mean) / self._std).unsqueeze(1)  # (B, 1, n, F)
+        new_state: list[Tensor | None] = []
+        for i, ((conv, kernel, stride), pending) in enumerate(zip(self._layers, state)):
+            if pending is not None:
+                h = torch.cat([pending, h], dim=2)
+            n_out = (h.size(2) - kernel) // stride + 1 if h.size(2) >= kernel else 0
+            new_state.append(h[:, :, stride * n_out :])
+            if n_out == 0:  # nothing reaches the next layers this time
+                new_state += state[i + 1 :]
+                return x.new_zeros(x.size(0), 0, 0), new_state
+            h = torch.relu(conv(h)) if conv is not None else _max_pool_2x2(h)
+        return h.permute(0, 2, 3, 1).flatten(2), new_state
 
 
 # ---------------------------------------------------------------------- model files

@@ -450,7 +450,9 @@ def _run_model(streams: list[EmotionStream]) -> None:
     """
     backend = streams[0].recognizer.backend
     spans = [(s, span) for s in streams if (span := s._cnn_span()) is not None]
-    if spans:
+    if spans and backend.streaming_cnn is not None:
+        _run_streaming_cnn(backend.streaming_cnn, spans)
+    elif spans:
         frames = [s._frames.window(a * STRIDE, (b - 1) * STRIDE + FIELD) for s, (a, b) in spans]
         h, _ = backend.cnn(*_pad(frames))
         for (s, (a, b)), rows in zip(spans, h):
@@ -466,6 +468,28 @@ def _run_model(streams: list[EmotionStream]) -> None:
         for j in s._pending:
             if isinstance(j, _Job) and j.p is None:
                 j.p = s.recognizer._posteriors(s._frames.window(j.begin, j.stop))
+
+
+def _run_streaming_cnn(cnn: Any, spans: list[tuple[EmotionStream, tuple[int, int]]]) -> None:
+    """New CNN steps through the layer-by-layer streaming CNN: each stream feeds the frames
+    it has not fed yet; streams whose states have the same shapes run as one batch."""
+    import torch
+
+    groups: dict[tuple, list[tuple[EmotionStream, int, int, np.ndarray]]] = {}
+    for s, (a, b) in spans:
+        frames = s._frames.window(s._fed, (b - 1) * STRIDE + FIELD)
+        key = (len(frames), *(None if t is None else tuple(t.shape) for t in s._cnn_state))
+        groups.setdefault(key, []).append((s, a, b, frames))
+    for members in groups.values():
+        x = torch.from_numpy(np.stack([f for *_, f in members]))
+        state = [None if t is None else torch.cat([m[0]._cnn_state[i] for m in members])
+                 for i, t in enumerate(members[0][0]._cnn_state)]
+        h, state = cnn.step(x, state)
+        h = h.numpy()
+        for row, (s, a, b, frames) in enumerate(members):
+            s._cnn.append(h[row, : b - a])
+            s._fed += len(frames)
+            s._cnn_state = [None if t is None else t[row : row + 1] for t in state]
 
 
 class EmotionStream:
@@ -523,6 +547,8 @@ class EmotionStream:
         )
         self._cnn = FrameRing(capacity=self.max_utterance_steps,
                               width=recognizer.backend.rnn_input_size)
+        self._cnn_state: list = []  # the streaming CNN's per-layer rows, when the backend has one
+        self._restart_cnn(0)
         self._features = StreamingFeatures(FeatureConfig.from_dict(
             {**cfg.to_dict(), "center": False}))
         self._busy = threading.Lock()  # misuse from two threads raises, never corrupts
@@ -571,7 +597,7 @@ class EmotionStream:
         try:
             self._features.reset()
             self._frames.reset()
-            self._cnn.reset()
+            self._restart_cnn(0)
             if self._vad is not None:
                 self._vad.reset()
             self._segment = None
@@ -710,6 +736,13 @@ class EmotionStream:
                     oldest = min(oldest, (self._cnn.end if has else first) * STRIDE)
         return oldest
 
+    def _restart_cnn(self, step: int) -> None:
+        """Forget cached CNN steps; the next one computed is ``step``."""
+        self._cnn.reset(step)
+        self._fed = step * STRIDE  # next frame the streaming CNN reads
+        if self.recognizer.backend.streaming_cnn is not None:
+            self._cnn_state = self.recognizer.backend.streaming_cnn.empty_state()
+
     def _cnn_span(self) -> tuple[int, int] | None:
         """CNN steps ``[a, b)`` that pending jobs need and the cache lacks (None: none)."""
         steps = [j.steps for j in self._pending
@@ -718,7 +751,7 @@ class EmotionStream:
             return None
         first, last = min(a for a, _ in steps), max(b for _, b in steps)
         if not self._cnn.start <= first <= self._cnn.end:
-            self._cnn.reset(first)
+            self._restart_cnn(first)
         return (self._cnn.end, last) if self._cnn.end < last else None
 
     def _take_events(self) -> list[Event]:

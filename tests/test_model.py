@@ -452,3 +452,28 @@ def test_bundled_model_metadata_is_valid():
     for asset in assets:
         _, meta = load_model(str(asset))
         assert meta.labels and meta.feature_config
+
+
+@pytest.mark.parametrize("scripted", [False, True], ids=["eager", "torchscript"])
+def test_streaming_cnn_equals_cnn_over_any_split(scripted):
+    """Frames fed in arbitrary pieces (batched runs too) give the steps of cnn() over all of
+    them: each layer keeps exactly the input rows its next outputs need."""
+    from crnn_factory import random_crnn, script
+
+    from pyser.model import StreamingCNN
+
+    model = random_crnn(seed=4)
+    model = script(model) if scripted else model
+    x = model.norm_mean + model.norm_std * torch.randn(2, 333, 128)
+    with torch.no_grad():
+        want, _ = model.cnn(x, torch.tensor([333, 333]))
+    cnn = StreamingCNN(model)
+    for cuts in ([0, 49, 97, 145, 333], [0, 1, 2, 40, 48, 49, 50, 64, 200, 333], [0, 333]):
+        state, got = cnn.empty_state(), []
+        for a, b in zip(cuts, cuts[1:]):
+            steps, state = cnn.step(x[:, a:b], state)
+            assert steps.size(0) == 2
+            got.append(steps)
+        got = torch.cat([g for g in got if g.size(1)], dim=1)
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
