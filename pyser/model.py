@@ -105,8 +105,13 @@ def _valid_length(lengths: Tensor, kernel: int, stride: int) -> Tensor:
     return torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
 
 
-def _mask_time(h: Tensor, lengths: Tensor) -> Tensor:
-    """Zero the steps of ``h`` (B, C, T, F) at or beyond each row's valid length."""
+def _mask_time(h: Tensor, lengths: Tensor, padded: bool = True) -> Tensor:
+    """Zero the steps of ``h`` (B, C, T, F) at or beyond each row's valid length.
+
+    ``padded`` False (no row of the batch is padded) returns ``h`` as it is.
+    """
+    if not padded:
+        return h
     steps = torch.arange(h.size(2), device=h.device)
     keep = steps.unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
     return h * keep.to(h.dtype)[:, None, :, None]
@@ -125,8 +130,11 @@ def _max_pool_2x2(h: Tensor) -> Tensor:
 
     The same values (floor mode: an odd last row or column is dropped) about ten times
     faster than ATen's CPU max-pool, which also computes argmax indices and took a quarter
-    of the CNN's time at streaming sizes.
+    of the CNN's time at streaming sizes. When gradients are needed ATen's pool is used:
+    its backward is faster than that of the two maxima (bench/bench_train_step.py).
     """
+    if h.requires_grad:  # training: ATen's pool has the faster backward (through its indices)
+        return F.max_pool2d(h, 2, 2)
     t, f = h.size(2) // 2 * 2, h.size(3) // 2 * 2
     h = torch.maximum(h[:, :, 0:t:2], h[:, :, 1:t:2])
     return torch.maximum(h[:, :, :, 0:f:2], h[:, :, :, 1:f:2])
@@ -303,7 +311,9 @@ class CRNN(nn.Module):
         lengths = lengths.to(device=x.device, dtype=torch.long)
         x = x.to(self.norm_mean.dtype)
         x = (x - self.norm_mean) / self.norm_std
-        h = _mask_time(x.unsqueeze(1), lengths)  # (B, 1, T, F)
+        # Without padding every row stays full through every layer: no mask work at all.
+        padded = torch.jit.is_tracing() or bool((lengths < x.size(1)).any())
+        h = _mask_time(x.unsqueeze(1), lengths, padded)  # (B, 1, T, F)
         if torch.jit.is_tracing():
             h = self._pad_traced(h.squeeze(1)).unsqueeze(1)
         elif h.size(2) < self.min_frames:
@@ -314,25 +324,25 @@ class CRNN(nn.Module):
         # (tests check that cnn_output_length and these layers agree).
         h = torch.relu(self.conv1(h))
         lengths = _valid_length(lengths, 7, 2)
-        h = _mask_time(h, lengths)
+        h = _mask_time(h, lengths, padded)
         h = torch.relu(self.conv2(h))
         lengths = _valid_length(lengths, 3, 1)
-        h = _mask_time(h, lengths)
+        h = _mask_time(h, lengths, padded)
         h = _max_pool_2x2(h)
         lengths = _valid_length(lengths, 2, 2)
-        h = _mask_time(h, lengths)
+        h = _mask_time(h, lengths, padded)
         h = torch.relu(self.conv3(h))
         lengths = _valid_length(lengths, 3, 1)
-        h = _mask_time(h, lengths)
+        h = _mask_time(h, lengths, padded)
         h = _max_pool_2x2(h)
         lengths = _valid_length(lengths, 2, 2)
-        h = _mask_time(h, lengths)
+        h = _mask_time(h, lengths, padded)
         h = torch.relu(self.conv4(h))
         lengths = _valid_length(lengths, 3, 1)
-        h = _mask_time(h, lengths)
+        h = _mask_time(h, lengths, padded)
         h = _max_pool_2x2(h)
         lengths = _valid_length(lengths, 2, 2)
-        h = _mask_time(h, lengths)
+        h = _mask_time(h, lengths, padded)
         # (B, C, T', F') -> (B, T', F', C) -> (B, T', F' * C)
         h = h.permute(0, 2, 3, 1).flatten(2)
         return h, lengths
