@@ -82,14 +82,16 @@ _FLATNESS_RANGE_DB = 60.0
 def frame_levels(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(level_db, flatness_db), each (n,), of dB feature frames (n, n_bins)."""
     frames = np.asarray(frames, dtype=np.float64)
-    power = np.power(10.0, frames / 10.0)
-    level = 10.0 * np.log10(np.maximum(np.mean(power, axis=1), 1e-30))
-    used = frames > frames.max(axis=1, keepdims=True) - _FLATNESS_RANGE_DB
+    power = np.exp(frames * (math.log(10.0) / 10.0))
+    level = 10.0 * np.log10(np.maximum(power.mean(axis=1), 1e-30))
+    floor = frames.max(axis=1, keepdims=True) - _FLATNESS_RANGE_DB
+    if (frames.min(axis=1, keepdims=True) > floor).all():  # every band counts (the usual case)
+        return level, frames.mean(axis=1) - level
+    used = frames > floor
     count = used.sum(axis=1)
     mean_db = np.where(used, frames, 0.0).sum(axis=1) / count
     used_power = np.where(used, power, 0.0).sum(axis=1) / count
-    flatness = mean_db - 10.0 * np.log10(np.maximum(used_power, 1e-30))
-    return level, flatness
+    return level, mean_db - 10.0 * np.log10(np.maximum(used_power, 1e-30))
 
 
 class VoiceActivityDetector:
