@@ -355,10 +355,15 @@ class CRNN(nn.Module):
         steps beyond them are never read.
         """
         last = lengths.to(device=h.device, dtype=torch.long) - 1
-        out_fw, _ = self.gru_fw(h)
-        out_bw, _ = self.gru_bw(_reverse_within_length(h, last + 1))
-        # Backward output at original step 0 = last valid step of the reversed sequence.
-        rnn = torch.cat([_take_step(out_fw, last), _take_step(out_bw, last)], dim=1)
+        if torch.jit.is_tracing() or bool((last + 1 < h.size(1)).any()):
+            out_fw, _ = self.gru_fw(h)
+            out_bw, _ = self.gru_bw(_reverse_within_length(h, last + 1))
+            # Backward output at original step 0 = last valid step of the reversed sequence.
+            rnn = torch.cat([_take_step(out_fw, last), _take_step(out_bw, last)], dim=1)
+        else:  # no padding: the final hidden states are those outputs
+            _, last_fw = self.gru_fw(h)
+            _, last_bw = self.gru_bw(h.flip(1))
+            rnn = torch.cat([last_fw[0], last_bw[0]], dim=1)
         z = self.prelu(self.fc1(rnn))
         return self.fc2(z), z
 

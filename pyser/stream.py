@@ -436,38 +436,51 @@ class _Job:
 def _pad(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Stack (T_i, D) arrays into (B, max T, D), zero-padded, and their lengths (B,) int64."""
     lengths = np.array([len(a) for a in arrays], dtype=np.int64)
+    if len(arrays) == 1:
+        return arrays[0][None], lengths
     out = np.zeros((len(arrays), int(lengths.max()), arrays[0].shape[1]), dtype=np.float32)
     for row, a in zip(out, arrays):
         row[: len(a)] = a
     return out, lengths
 
 
+#: Streams per model call in a batch: larger batches stop paying for themselves once their
+#: activations leave the caches (256 streams in one call ran slower than 64).
+MAX_BATCH = 32
+
+
 def _run_model(streams: list[EmotionStream]) -> None:
     """Score every pending job of ``streams`` (one model), batched across the streams.
 
-    One CNN call over the new frames of every stream, one BiGRU + FC call over every
-    window; the model's length masking makes padded rows exact.
+    CNN calls over the new frames of up to ``MAX_BATCH`` streams at a time, then BiGRU + FC
+    calls over up to ``MAX_BATCH`` windows at a time; padded rows are exact through the
+    model's length masks.
     """
     backend = streams[0].recognizer.backend
     spans = [(s, span) for s in streams if (span := s._cnn_span()) is not None]
     if spans and backend.streaming_cnn is not None:
         _run_streaming_cnn(backend.streaming_cnn, spans)
-    elif spans:
-        frames = [s._frames.window(a * STRIDE, (b - 1) * STRIDE + FIELD) for s, (a, b) in spans]
-        h, _ = backend.cnn(*_pad(frames))
-        for (s, (a, b)), rows in zip(spans, h):
-            s._cnn.append(rows[: b - a])
+    else:
+        for part in _batches(spans):
+            frames = [s._frames.window(a * STRIDE, (b - 1) * STRIDE + FIELD)
+                      for s, (a, b) in part]
+            h, _ = backend.cnn(*_pad(frames))
+            for (s, (a, b)), rows in zip(part, h):
+                s._cnn.append(rows[: b - a])
     jobs = [(s, j) for s in streams for j in s._pending
             if isinstance(j, _Job) and j.p is None and not j.full]
-    if jobs:
-        windows = [s._cnn.window(*j.steps) for s, j in jobs]
-        logits, _ = backend.head(*_pad(windows))
-        for (_, j), row in zip(jobs, logits):
+    for part in _batches(jobs):
+        logits, _ = backend.head(*_pad([s._cnn.window(*j.steps) for s, j in part]))
+        for (_, j), row in zip(part, logits):
             j.p = _softmax(row.astype(np.float64))
     for s in streams:
         for j in s._pending:
             if isinstance(j, _Job) and j.p is None:
                 j.p = s.recognizer._posteriors(s._frames.window(j.begin, j.stop))
+
+
+def _batches(items: list) -> list[list]:
+    return [items[i : i + MAX_BATCH] for i in range(0, len(items), MAX_BATCH)]
 
 
 def _run_streaming_cnn(cnn: Any, spans: list[tuple[EmotionStream, tuple[int, int]]]) -> None:
@@ -480,7 +493,13 @@ def _run_streaming_cnn(cnn: Any, spans: list[tuple[EmotionStream, tuple[int, int
         frames = s._frames.window(s._fed, (b - 1) * STRIDE + FIELD)
         key = (len(frames), *(None if t is None else tuple(t.shape) for t in s._cnn_state))
         groups.setdefault(key, []).append((s, a, b, frames))
-    for members in groups.values():
+    for members in (part for group in groups.values() for part in _batches(group)):
+        if len(members) == 1:  # no stacking or splitting
+            s, a, b, frames = members[0]
+            h, s._cnn_state = cnn.step(torch.from_numpy(frames[None]), s._cnn_state)
+            s._cnn.append(h[0, : b - a].numpy())
+            s._fed += len(frames)
+            continue
         x = torch.from_numpy(np.stack([f for *_, f in members]))
         state = [None if t is None else torch.cat([m[0]._cnn_state[i] for m in members])
                  for i, t in enumerate(members[0][0]._cnn_state)]
