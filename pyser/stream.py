@@ -281,8 +281,9 @@ class Recognizer:
 
         The events are those each stream's own ``accept_waveform`` would give (within
         float rounding: padded batches use the model's length masks); the CNN and the
-        BiGRU run once for all streams, which is several times cheaper per stream than
-        stream by stream. For servers that hold many streams of this model.
+        BiGRU run over up to ``MAX_BATCH`` streams per call, which lets one core serve
+        about 1.7 times as many real-time streams as stream-by-stream calls do
+        (bench/RESULTS.md). For servers that hold many streams of this model.
 
         Args:
             streams: distinct streams created by this Recognizer.
