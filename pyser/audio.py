@@ -13,6 +13,7 @@ import contextlib
 import math
 import os
 import queue
+import struct
 import sys
 import tempfile
 import time
@@ -28,6 +29,7 @@ import numpy as np
 __all__ = [
     "MAX_SAMPLE_RATE",
     "MIN_SAMPLE_RATE",
+    "AudioDecodeError",
     "AudioDeviceError",
     "InputDevice",
     "Microphone",
@@ -39,6 +41,7 @@ __all__ = [
     "read_audio",
     "resample",
     "to_mono_float32",
+    "wav_header_frames",
 ]
 
 #: Input sample rates accepted anywhere (Hz): telephone 8 kHz down to 1 kHz, up to 768 kHz.
@@ -112,22 +115,106 @@ def _check_file(path: str | os.PathLike) -> Path:
     return path
 
 
+class AudioDecodeError(ValueError):
+    """An audio file that cannot be used: undecodable, truncated, absurd rate, NaN/Inf samples.
+
+    ``path`` is the file and ``reason`` what is wrong with it; the message names both.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = Path(path)
+        self.reason = reason
+
+
+def wav_header_frames(path: str | os.PathLike) -> int | None:
+    """Frames a RIFF/WAVE file's ``data`` chunk header claims, or None when it does not say.
+
+    libsndfile shortens ``soundfile.info(path).frames`` to the bytes actually present, so a
+    truncated WAV looks whole through it; the chunk header keeps the original size. None for
+    other formats, RF64, and the "unknown length" sizes (0, 0xFFFFFFFF) of streamed WAVs.
+    """
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[8:12] != b"WAVE" or head[:4] not in (b"RIFF", b"RIFX"):
+            return None
+        order = "<" if head[:4] == b"RIFF" else ">"
+        block_align = 0
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return None
+            cid, size = chunk[:4], struct.unpack(order + "I", chunk[4:])[0]
+            if cid == b"fmt ":
+                fmt = f.read(size)
+                if len(fmt) >= 14:
+                    block_align = struct.unpack_from(order + "H", fmt, 12)[0]
+                f.seek(size & 1, os.SEEK_CUR)
+            elif cid == b"data":
+                if block_align <= 0 or size in (0, 0xFFFFFFFF):
+                    return None
+                return size // block_align
+            else:
+                f.seek(size + (size & 1), os.SEEK_CUR)
+
+
+def _open_checked(path: Path) -> tuple[Any, int | None]:
+    """(soundfile.info of ``path``, frames its header claims or None), rate range checked."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except (RuntimeError, OSError, ValueError) as exc:  # sf.LibsndfileError is a RuntimeError
+        raise AudioDecodeError(path, f"cannot read the audio header ({exc})") from None
+    if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
+        raise AudioDecodeError(
+            path, f"sample rate {info.samplerate} Hz is outside [{MIN_SAMPLE_RATE}, "
+            f"{MAX_SAMPLE_RATE}] Hz (a corrupt header?)")
+    try:
+        claimed = wav_header_frames(path)
+    except OSError as exc:
+        raise AudioDecodeError(path, f"cannot read the WAV header ({exc})") from None
+    if claimed is None and info.frames > 0:
+        claimed = int(info.frames)
+    return info, claimed
+
+
+def _truncated(path: Path, claimed: int, decoded: int) -> AudioDecodeError:
+    return AudioDecodeError(
+        path, f"truncated or corrupt: the header says {claimed} frames, {decoded} could be "
+        "decoded")
+
+
 def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """Read a whole sound file (WAV, FLAC, OGG, MP3... whatever libsndfile reads) as it is.
+    """Read a whole sound file (WAV, FLAC, OGG, MP3... whatever libsndfile reads) and check it.
+
+    Checks, each failure an :class:`AudioDecodeError` (a ValueError) naming the file: the
+    sample rate is in [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE] (from the header, before decoding:
+    a header claiming 1 Hz would make resampling allocate gigabytes); the file decodes; the
+    decoded length is the header's (the WAV ``data`` chunk size, else libsndfile's count: a
+    WAV cut short otherwise decodes "fine" to fewer frames); every sample is finite.
 
     Returns:
         (samples (n, channels) float32 in [-1, 1], sample rate in Hz).
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the file cannot be decoded.
+        AudioDecodeError: as above.
     """
     import soundfile as sf
 
     path = _check_file(path)
+    _, claimed = _open_checked(path)
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (RuntimeError, sf.LibsndfileError) as exc:  # type: ignore[attr-defined]
-        raise ValueError(f"cannot decode audio file {path}: {exc}") from exc
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise AudioDecodeError(path, f"cannot decode the audio ({exc})") from None
+    if claimed is not None and data.shape[0] != claimed:
+        raise _truncated(path, claimed, data.shape[0])
+    finite = np.isfinite(data)
+    if not finite.all():
+        frame = int(np.argmin(finite.all(axis=1)))
+        raise AudioDecodeError(
+            path, f"non-finite sample (NaN or Inf) at frame {frame} of {data.shape[0]}")
     return data, int(rate)
 
 
@@ -170,6 +257,7 @@ def iter_file_chunks(
             or not math.isfinite(chunk_s) or chunk_s <= 0):
         raise ValueError(f"chunk_s must be a positive number of seconds, got {chunk_s!r}")
     path = _check_file(path)
+    _, claimed = _open_checked(path)
     try:
         handle = sf.SoundFile(str(path))
     except (RuntimeError, sf.LibsndfileError) as exc:  # type: ignore[attr-defined]
@@ -188,6 +276,8 @@ def iter_file_chunks(
                         f"cannot decode audio file {path} after {done / rate:.2f} s: {exc}"
                     ) from exc
                 if len(block) == 0:
+                    if claimed is not None and done != claimed:
+                        raise _truncated(path, claimed, done)
                     return
                 done += len(block)
                 yield block
