@@ -122,7 +122,7 @@ class AudioDecodeError(ValueError):
     """
 
     def __init__(self, path: str | os.PathLike, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
+        super().__init__(f"cannot decode audio file {path}: {reason}")
         self.path = Path(path)
         self.reason = reason
 
@@ -165,7 +165,7 @@ def _open_checked(path: Path) -> tuple[Any, int | None]:
     try:
         info = sf.info(str(path))
     except (RuntimeError, OSError, ValueError) as exc:  # sf.LibsndfileError is a RuntimeError
-        raise AudioDecodeError(path, f"cannot read the audio header ({exc})") from None
+        raise AudioDecodeError(path, f"not a sound file that libsndfile reads ({exc})") from None
     if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
         raise AudioDecodeError(
             path, f"sample rate {info.samplerate} Hz is outside [{MIN_SAMPLE_RATE}, "
@@ -207,7 +207,7 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, OSError, ValueError) as exc:
-        raise AudioDecodeError(path, f"cannot decode the audio ({exc})") from None
+        raise AudioDecodeError(path, f"decoding failed ({exc})") from None
     if claimed is not None and data.shape[0] != claimed:
         raise _truncated(path, claimed, data.shape[0])
     finite = np.isfinite(data)
