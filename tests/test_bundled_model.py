@@ -1,0 +1,50 @@
+"""The model bundled in pyser/assets: it loads with no argument, says what it is, and its
+TorchScript and ONNX files agree on real speech."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from pyser import Recognizer
+from pyser.stream import Partial, Utterance, bundled_model_path
+
+
+def test_loads_with_no_argument_and_describes_itself():
+    rec = Recognizer.load()
+    assert rec.labels == ("neutral", "angry", "happy", "sad")
+    assert rec.feature_config.sample_rate == 16000 and rec.feature_config.n_bins == 128
+    prov = rec.metadata.provenance
+    assert prov["bundled"] is True and "INTERIM" in prov["note"]
+    assert set(prov["training_data"]) == {"emodb", "ravdess", "tess"}
+    assert "non-commercial" in prov["licence"]
+    assert prov["metrics"]["test"]["ua"] > 0.25  # better than chance on its held-out fold
+    assert bundled_model_path("onnx").stat().st_size < 5 * 2**20
+
+
+def test_silence_and_noise_are_not_given_an_emotion():
+    rec = Recognizer.load()
+    rng = np.random.default_rng(0)
+    for audio in (np.zeros(16000, np.float32), (0.05 * rng.standard_normal(16000)).astype(np.float32)):
+        assert rec.predict(audio, 16000).label is None
+
+
+@pytest.mark.corpus
+def test_torchscript_and_onnx_agree_on_real_speech(data_root):
+    x, rate = sf.read(data_root / "emodb" / "wav" / "03a01Wa.flac", dtype="float32")
+    audio = np.concatenate([np.zeros(rate // 2, np.float32), x, x, np.zeros(rate, np.float32)])
+    runs = []
+    for backend in ("torchscript", "onnx"):
+        rec = Recognizer.load(backend=backend)
+        p = rec.predict(audio, rate)
+        stream = rec.create_stream()
+        events = stream.accept_waveform(audio, rate) + stream.flush()
+        runs.append((p, [e for e in events if isinstance(e, (Partial, Utterance))]))
+    (p_ts, ev_ts), (p_ox, ev_ox) = runs
+    assert p_ts.label == p_ox.label is not None
+    np.testing.assert_allclose(list(p_ts.probabilities.values()),
+                               list(p_ox.probabilities.values()), atol=1e-4)
+    assert len(ev_ts) == len(ev_ox) >= 3
+    for a, b in zip(ev_ts, ev_ox):
+        assert (a.type, a.start, a.end) == (b.type, b.start, b.end)
+        np.testing.assert_allclose(list(a.probabilities.values()),
+                                   list(b.probabilities.values()), atol=1e-4)
