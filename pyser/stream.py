@@ -40,12 +40,13 @@ from pyser.backend import load_backend
 from pyser.features import FeatureConfig, StreamingFeatures, extract_features
 from pyser.model import CNN_LAYERS, ModelFileError
 from pyser.ring import FrameRing
-from pyser.vad import VadConfig, VoiceActivityDetector, frame_levels
+from pyser.vad import VadConfig, VoiceActivityDetector
 
 __all__ = [
+    "DEFAULT_VAD",
     "FIELD",
-    "BatchInputError",
     "STRIDE",
+    "BatchInputError",
     "EmotionStream",
     "Event",
     "Partial",
@@ -56,6 +57,10 @@ __all__ = [
     "Utterance",
     "bundled_model_path",
 ]
+
+
+#: The voice-activity settings streams and predict use unless told otherwise (frozen).
+DEFAULT_VAD = VadConfig()
 
 
 def _cnn_geometry() -> tuple[int, int]:
@@ -244,7 +249,7 @@ class Recognizer:
         return _softmax(logits[0].astype(np.float64))
 
     def predict(
-        self, waveform: np.ndarray, sample_rate: int, vad: VadConfig | None = VadConfig()
+        self, waveform: np.ndarray, sample_rate: int, vad: VadConfig | None = DEFAULT_VAD
     ) -> Prediction:
         """The emotion of one whole utterance.
 
@@ -302,7 +307,7 @@ class Recognizer:
         self,
         window_s: float = 3.0,
         hop_s: float = 0.48,
-        vad: VadConfig | None = VadConfig(),
+        vad: VadConfig | None = DEFAULT_VAD,
         smoothing_s: float = 0.0,
         max_utterance_s: float = 30.0,
         on_event: Callable[[Event], None] | None = None,

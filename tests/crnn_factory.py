@@ -24,3 +24,16 @@ def script(model: CRNN) -> torch.jit.ScriptModule:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         return torch.jit.script(model)
+
+
+LABELS = ["neutral", "angry", "happy", "sad"]
+
+
+def save_random_model(path, seed: int = 0, labels=LABELS):
+    """A random-weight CRNN saved as a self-describing TorchScript model file at ``path``."""
+    from pyser.features import FeatureConfig
+    from pyser.model import ModelMetadata, save_model
+
+    save_model(path, random_crnn(n_classes=len(labels), seed=seed),
+               ModelMetadata(labels=list(labels), feature_config=FeatureConfig()))
+    return path

@@ -22,10 +22,7 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-from crnn_factory import random_crnn
-
-from pyser.features import FeatureConfig
-from pyser.model import ModelMetadata, save_model
+from crnn_factory import save_random_model
 
 pytestmark = pytest.mark.audio
 
@@ -59,10 +56,7 @@ def pulse() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "random.pt"
-    save_model(path, random_crnn(),
-               ModelMetadata(labels=LABELS, feature_config=FeatureConfig().to_dict()))
-    return path
+    return save_random_model(tmp_path_factory.mktemp("model") / "random.pt")
 
 
 @pytest.fixture(scope="module")

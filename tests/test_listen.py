@@ -21,12 +21,10 @@ import types
 
 import numpy as np
 import pytest
-from crnn_factory import random_crnn
+from crnn_factory import save_random_model
 
 from pyser.audio import AudioDeviceError, Microphone, list_input_devices
 from pyser.cli import main
-from pyser.features import FeatureConfig
-from pyser.model import ModelMetadata, save_model
 from pyser.stream import Recognizer
 
 LABELS = ["neutral", "angry", "happy", "sad"]
@@ -154,10 +152,7 @@ def install(monkeypatch, module):
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "random.pt"
-    save_model(path, random_crnn(),
-               ModelMetadata(labels=LABELS, feature_config=FeatureConfig().to_dict()))
-    return path
+    return save_random_model(tmp_path_factory.mktemp("model") / "random.pt")
 
 
 def voice(seconds: float) -> np.ndarray:

@@ -256,11 +256,11 @@ def run_stream_benchmark(quick: bool = False) -> str:
     lines = [
         "## Streaming emotion recognition (one thread)",
         "",
-        f"Window {WINDOW_S} s, hop {HOP_S} s, 10 ms chunks, continuous speech (VAD off: every"
-        f" hop scored), {sizes.hops} timed hops per row after the window filled; rows take "
-        "turns in blocks of 10 hops, each after one untimed hop. A hop's latency is the "
-        "duration of the call that completes it, i.e. the delay from the hop's last sample "
-        "to its event (audio buffering adds up to one chunk, 10 ms here).",
+        (f"Window {WINDOW_S} s, hop {HOP_S} s, 10 ms chunks, continuous speech (VAD off: every"
+         f" hop scored), {sizes.hops} timed hops per row after the window filled; rows take "
+         "turns in blocks of 10 hops, each after one untimed hop. A hop's latency is the "
+         "duration of the call that completes it, i.e. the delay from the hop's last sample "
+         "to its event (audio buffering adds up to one chunk, 10 ms here)."),
         "",
         "| backend, CNN | hop median (ms) | hop p99 (ms) | vs TorchScript cached (median) |",
         "|---|---:|---:|---:|",
