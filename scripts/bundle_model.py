@@ -11,8 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
-from training.evaluate import load_eager_model
-from training.export import export_onnx, export_torchscript, verify_export
+from pyser.training.evaluate import load_eager_model
+from pyser.training.export import export_onnx, export_torchscript, verify_export
 
 ASSETS = Path(__file__).resolve().parents[1] / "pyser" / "assets"
 LICENCES = {

@@ -1,4 +1,4 @@
-"""training.cache.FeatureCache: same features as the inference path, computed once,
+"""pyser.training.cache.FeatureCache: same features as the inference path, computed once,
 keyed by config and content, atomic and self-healing."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import soundfile as sf
 
 from pyser import FeatureConfig, extract_features
 from pyser.audio import load_audio
-from training.cache import RACY_S, FeatureCache, config_key, file_sha1
-from training.datasets import Utterance
+from pyser.training.cache import RACY_S, FeatureCache, config_key, file_sha1
+from pyser.training.datasets import Utterance
 
 SR = 16000
 
@@ -119,7 +119,7 @@ def test_content_is_the_key_not_the_path(tmp_path):
 
 
 def test_index_avoids_rehash_only_for_settled_files(tmp_path, monkeypatch):
-    import training.cache as cache_mod
+    import pyser.training.cache as cache_mod
 
     hashed = []
     real = cache_mod.file_sha1
@@ -216,7 +216,7 @@ def truncate_wav_data(src: Path, dest: Path) -> Path:
 
 
 def test_read_audio_checked_returns_what_soundfile_decodes(tmp_path):
-    from training.cache import read_audio_checked
+    from pyser.training.cache import read_audio_checked
 
     for name, subtype in (("a.wav", "PCM_16"), ("b.flac", "PCM_16"), ("c.wav", "FLOAT")):
         path = tmp_path / name
@@ -229,7 +229,7 @@ def test_read_audio_checked_returns_what_soundfile_decodes(tmp_path):
 
 
 def test_read_audio_checked_rejects_a_truncated_wav(tmp_path):
-    from training.cache import read_audio_checked
+    from pyser.training.cache import read_audio_checked
 
     full = write_audio(tmp_path / "full.wav", seconds=1.0)
     half = truncate_wav_data(full, tmp_path / "half.wav")
@@ -240,7 +240,7 @@ def test_read_audio_checked_rejects_a_truncated_wav(tmp_path):
 
 
 def test_read_audio_checked_rejects_a_truncated_flac(tmp_path):
-    from training.cache import read_audio_checked
+    from pyser.training.cache import read_audio_checked
 
     full = write_audio(tmp_path / "full.flac", seconds=1.0)
     cut = tmp_path / "cut.flac"
@@ -254,7 +254,7 @@ def test_read_audio_checked_rejects_a_truncated_flac(tmp_path):
 def test_read_audio_checked_rejects_absurd_rates_before_decoding(tmp_path, monkeypatch):
     import struct
 
-    from training.cache import read_audio_checked
+    from pyser.training.cache import read_audio_checked
 
     wav = write_audio(tmp_path / "a.wav", seconds=1.0)
     for rate in (1, 999, 768001, 4_000_000):
@@ -273,7 +273,7 @@ def test_read_audio_checked_rejects_absurd_rates_before_decoding(tmp_path, monke
 
 
 def test_read_audio_checked_rejects_non_finite_samples(tmp_path):
-    from training.cache import read_audio_checked
+    from pyser.training.cache import read_audio_checked
 
     x = np.zeros(4000, np.float32)
     x[1234] = np.nan
@@ -283,7 +283,7 @@ def test_read_audio_checked_rejects_non_finite_samples(tmp_path):
 
 
 def test_read_audio_checked_names_undecodable_and_missing_files(tmp_path):
-    from training.cache import read_audio_checked
+    from pyser.training.cache import read_audio_checked
 
     (tmp_path / "junk.wav").write_bytes(b"RIFF not really audio" * 10)
     with pytest.raises(ValueError, match=r"junk\.wav"):
@@ -394,7 +394,7 @@ class ShiftedCore:
 
 def test_a_change_in_the_feature_engine_does_not_reuse_stale_features(tmp_path, monkeypatch):
     import pyser.features
-    import training.cache as cache_mod
+    import pyser.training.cache as cache_mod
 
     wav = write_audio(tmp_path / "a.wav")
     cfg = FeatureConfig()
@@ -414,7 +414,7 @@ def test_a_change_in_the_feature_engine_does_not_reuse_stale_features(tmp_path, 
 
 def test_a_change_in_the_resampler_does_not_reuse_stale_features(tmp_path, monkeypatch):
     import pyser.audio
-    import training.cache as cache_mod
+    import pyser.training.cache as cache_mod
 
     wav = tmp_path / "a44.wav"
     sf.write(str(wav), 0.1 * np.sin(np.arange(22050) * 0.07), 44100)
@@ -436,7 +436,7 @@ def test_a_change_in_the_resampler_does_not_reuse_stale_features(tmp_path, monke
 
 
 def test_the_engine_fingerprint_is_computed_once_per_config(monkeypatch):
-    import training.cache as cache_mod
+    import pyser.training.cache as cache_mod
 
     monkeypatch.setattr(cache_mod, "_ENGINE_FINGERPRINTS", {})
     calls = []

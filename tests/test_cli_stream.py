@@ -353,7 +353,7 @@ def test_training_verbs_come_from_the_entry_point(capsys):
 def test_a_broken_plugin_is_a_one_line_warning(monkeypatch, speech, capsys):
     group = cli.ENTRY_POINT_GROUP
     broken = EntryPoint(name="broken", value="pyser_no_such_module:register", group=group)
-    good = EntryPoint(name="train", value="training.cli:register", group=group)
+    good = EntryPoint(name="train", value="pyser.training.cli:register", group=group)
 
     def entry_points(group=None):
         assert group == cli.ENTRY_POINT_GROUP
@@ -372,8 +372,8 @@ def test_a_broken_plugin_is_a_one_line_warning(monkeypatch, speech, capsys):
 
 def test_importing_pyser_does_not_import_training():
     code = ("import sys, pyser, pyser.cli, pyser.stream, pyser.audio; "
-            "print(sorted(m for m in sys.modules if m == 'training' "
-            "or m.startswith('training.')))")
+            "print(sorted(m for m in sys.modules if m in ('pyser.training', 'training') "
+            "or m.startswith(('pyser.training.', 'training.'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
@@ -425,7 +425,7 @@ def test_a_folder_is_not_an_audio_file(verb, model, tmp_path, capsys):
 
 
 def test_stream_with_an_onnx_model_matches_torchscript(model, speech, tmp_path, capsys):
-    from training.export import export_onnx
+    from pyser.training.export import export_onnx
 
     onnx_path = tmp_path / "random.onnx"  # the same weights as `model` (random_crnn seed 0)
     export_onnx(random_crnn(), ModelMetadata(labels=LABELS,

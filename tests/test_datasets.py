@@ -1,4 +1,4 @@
-"""training.datasets: corpus parsers on generated trees in the original layouts, and on
+"""pyser.training.datasets: corpus parsers on generated trees in the original layouts, and on
 the real corpora (``@pytest.mark.corpus``)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from training.datasets import (
+from pyser.training.datasets import (
     EMOTIONS,
     IEMOCAP_4CLASS_COUNTS,
     IEMOCAP_4CLASS_TOTAL,
@@ -25,7 +25,7 @@ from training.datasets import (
     label_map,
     load_corpus,
 )
-from training.splits import speaker_folds
+from pyser.training.splits import speaker_folds
 
 SR = 16000
 
@@ -177,7 +177,7 @@ def test_iemocap_other_tasks(tmp_path):
 
 def test_iemocap_count_check(tmp_path, caplog):
     make_iemocap(tmp_path, sessions=(1, 2, 3, 4, 5))
-    with caplog.at_level(logging.WARNING, logger="training.datasets"):
+    with caplog.at_level(logging.WARNING, logger="pyser.training.datasets"):
         utts = load_corpus("iemocap", tmp_path)
     assert f"official release gives {IEMOCAP_4CLASS_TOTAL}" in caplog.text
     info = check_iemocap_count(utts)
@@ -185,12 +185,12 @@ def test_iemocap_count_check(tmp_path, caplog):
     assert info["per_code"]["exc"] == 5 and info["sessions"] == [1, 2, 3, 4, 5]
     caplog.clear()
     partial = [u for u in utts if u.meta["session"] != 5]
-    with caplog.at_level(logging.WARNING, logger="training.datasets"):
+    with caplog.at_level(logging.WARNING, logger="pyser.training.datasets"):
         info = check_iemocap_count(partial)
     assert not info["full_tree"] and "official release" not in caplog.text
 
 
-# The official release's 4-class counts, as published (not read from training.datasets).
+# The official release's 4-class counts, as published (not read from pyser.training.datasets).
 OFFICIAL_4CLASS = {"neu": 1708, "ang": 1103, "hap": 595, "exc": 1041, "sad": 1084}
 
 
@@ -223,7 +223,7 @@ def test_iemocap_4class_count_of_a_full_release_tree(tmp_path, caplog):
     and one missing file is noticed."""
     counts = dict(OFFICIAL_4CLASS, fru=1849, xxx=2507, sur=107, fea=40, oth=3, dis=2)
     make_iemocap_release(tmp_path, counts)
-    with caplog.at_level(logging.WARNING, logger="training.datasets"):
+    with caplog.at_level(logging.WARNING, logger="pyser.training.datasets"):
         utts = load_corpus("iemocap", tmp_path)
     assert len(utts) == 5531 == IEMOCAP_4CLASS_TOTAL
     assert Counter(u.meta["emotion"] for u in utts) == OFFICIAL_4CLASS == IEMOCAP_4CLASS_COUNTS
@@ -239,7 +239,7 @@ def test_iemocap_4class_count_of_a_full_release_tree(tmp_path, caplog):
     gone = next(u for u in utts if u.meta["emotion"] == "exc")
     gone.path.unlink()
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="training.datasets"):
+    with caplog.at_level(logging.WARNING, logger="pyser.training.datasets"):
         fewer = load_corpus("iemocap", tmp_path)
     assert len(fewer) == 5530 and len(fewer.report.problems) == 1
     assert "5530 utterances" in caplog.text and "official release gives 5531" in caplog.text

@@ -1,4 +1,4 @@
-"""training.export: TorchScript and ONNX files that match the eager CRNN, metadata included.
+"""pyser.training.export: TorchScript and ONNX files that match the eager CRNN, metadata included.
 
 Reference: the eager ``pyser.model.CRNN``; tolerance 1e-4 absolute (verify_export's default)
 for ONNX Runtime vs PyTorch kernels.
@@ -15,7 +15,7 @@ from crnn_factory import random_crnn as _model
 from crnn_factory import script as _script
 
 from pyser.model import CRNN, ModelFileError, ModelMetadata, load_model
-from training.export import (
+from pyser.training.export import (
     INPUT_NAMES,
     ONNX_METADATA_KEY,
     OUTPUT_NAMES,
@@ -231,7 +231,7 @@ def test_cli_export_refuses_invalid_metadata(tmp_path, model, capsys):
     import warnings
 
     from pyser.model import METADATA_FILE
-    from training.cli import register
+    from pyser.training.cli import register
 
     src = tmp_path / "src.pt"
     doc = _metadata().to_dict() | {"feature_config": {"kind": "mel", "n_fft": 0}}
@@ -252,8 +252,8 @@ def test_cli_export_verifies_labels(tmp_path, model, capsys, monkeypatch):
     import argparse
     import json
 
-    import training.export as export_mod
-    from training.cli import register
+    import pyser.training.export as export_mod
+    from pyser.training.cli import register
 
     src = export_torchscript(model, _metadata(), tmp_path / "src.pt")
     real = export_mod.export_onnx

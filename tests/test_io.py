@@ -90,7 +90,7 @@ def test_strict_json_writes_null_for_non_finite_numbers():
 
 def test_model_files_and_exports_get_the_users_permissions(tmp_path, umask_027):
     from pyser.model import ModelMetadata, save_model
-    from training.export import export_onnx, export_torchscript
+    from pyser.training.export import export_onnx, export_torchscript
 
     model = random_crnn()
     meta = ModelMetadata(labels=["neutral", "angry", "happy", "sad"],
@@ -108,7 +108,7 @@ def test_feature_cache_files_get_the_users_permissions(tmp_path, umask_027):
     import soundfile as sf
 
     from pyser import FeatureConfig
-    from training.cache import FeatureCache
+    from pyser.training.cache import FeatureCache
 
     wav = tmp_path / "a.wav"
     sf.write(str(wav), (0.1 * np.sin(np.arange(8000) * 0.1)).astype(np.float32), 16000)

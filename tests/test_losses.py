@@ -1,4 +1,4 @@
-"""training.losses against hand-computed numbers (the forms documented in the module)."""
+"""pyser.training.losses against hand-computed numbers (the forms documented in the module)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from training.losses import (
+from pyser.training.losses import (
     CenterLoss,
     LossSchedule,
     center_loss,

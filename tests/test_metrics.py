@@ -1,4 +1,4 @@
-"""training.metrics against scikit-learn (reference), exact to 1e-12."""
+"""pyser.training.metrics against scikit-learn (reference), exact to 1e-12."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from sklearn.metrics import (
     f1_score,
 )
 
-from training.metrics import classification_report, format_summary, summarize
+from pyser.training.metrics import classification_report, format_summary, summarize
 
 
 @st.composite

@@ -1,4 +1,4 @@
-"""training.splits: the paper's stratified 10-subset split and speaker-independent folds."""
+"""pyser.training.splits: the paper's stratified 10-subset split and speaker-independent folds."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.datasets import UNKNOWN_SPEAKER, Utterance, load_corpus
-from training.splits import (
+from pyser.training.datasets import UNKNOWN_SPEAKER, Utterance, load_corpus
+from pyser.training.splits import (
     Fold,
     default_folds,
     paper_folds,
@@ -210,7 +210,7 @@ def test_speaker_folds_errors_and_cap(caplog):
     with pytest.raises(ValueError):
         speaker_folds([], 5)
     utts = fake_speakers({"a": 10, "b": 12, "c": 9})
-    with caplog.at_level(logging.WARNING, logger="training.splits"):
+    with caplog.at_level(logging.WARNING, logger="pyser.training.splits"):
         folds = speaker_folds(utts, n_folds=5)
     assert len(folds) == 3 and "reducing speaker folds from 5 to 3" in caplog.text
     validate_folds(utts, folds, speaker_independent=True)

@@ -36,7 +36,7 @@ pytestmark = pytest.mark.corpus
 @pytest.fixture(scope="module")
 def model_files(tmp_path_factory):
     """A random-weight CRNN as TorchScript and as ONNX (both self-describing)."""
-    from training.export import export_onnx
+    from pyser.training.export import export_onnx
 
     folder = tmp_path_factory.mktemp("models")
     net = random_crnn(seed=3)

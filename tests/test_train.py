@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.config import ConfigError, TrainConfig, apply_overrides, load_config, load_experiment
+from pyser.training.config import ConfigError, TrainConfig, apply_overrides, load_config, load_experiment
 
 LABELS = {"neutral": 220.0, "angry": 1800.0, "happy": 3500.0, "sad": 600.0}
 SPEAKERS = ("s1", "s2", "s3")
@@ -115,7 +115,7 @@ def tiny_config(manifest: Path, out: Path, **changes) -> TrainConfig:
 @pytest.fixture(scope="module")
 def trained(corpus, tmp_path_factory):
     """One uninterrupted 30-step run (shared by the tests below)."""
-    from training.train import run
+    from pyser.training.train import run
 
     out = tmp_path_factory.mktemp("runs") / "full"
     cfg = tiny_config(corpus, out)
@@ -168,7 +168,7 @@ def test_outputs_written(trained):
 
 
 def test_resume_gives_identical_weights(trained, corpus, tmp_path):
-    from training.train import run
+    from pyser.training.train import run
 
     _, out_full = trained
     out = tmp_path / "interrupted"
@@ -197,7 +197,7 @@ def test_resume_gives_identical_weights(trained, corpus, tmp_path):
 
 
 def test_resume_refuses_a_checkpoint_of_other_settings(corpus, tmp_path):
-    from training.train import run
+    from pyser.training.train import run
 
     out = tmp_path / "r"
     assert run(tiny_config(corpus, out, stop_at_step=3))["status"] == "stopped"
@@ -206,7 +206,7 @@ def test_resume_refuses_a_checkpoint_of_other_settings(corpus, tmp_path):
 
 
 def test_evaluate_reproduces_the_fold_test_metrics(trained, corpus):
-    from training.evaluate import evaluate_model
+    from pyser.training.evaluate import evaluate_model
 
     cfg, out = trained
     model = Path(out["dir"]) / "folds" / "r0_f0" / "model.pt"
@@ -220,7 +220,8 @@ def test_evaluate_reproduces_the_fold_test_metrics(trained, corpus):
 
 
 def test_centre_crop_and_collate():
-    from training.train import BatchSampler, centre_crop, collate
+    from pyser.training.sampler import BatchSampler
+    from pyser.training.store import centre_crop, collate
 
     x = np.arange(10)[:, None].repeat(2, axis=1).astype(np.float32)
     assert centre_crop(x, 4)[:, 0].tolist() == [3, 4, 5, 6]  # start (10 - 4) // 2
@@ -238,7 +239,7 @@ def test_centre_crop_and_collate():
 
 
 def test_feature_store_crops_and_keeps_full_on_request():
-    from training.train import FeatureStore, fit_normalization
+    from pyser.training.store import FeatureStore, fit_normalization
 
     class FakeCache:
         def __init__(self):
@@ -345,7 +346,7 @@ def test_bundled_configs():
 
 
 def test_cli_train_and_evaluate(corpus, tmp_path, capsys):
-    from training.cli import register
+    from pyser.training.cli import register
 
     parser = argparse.ArgumentParser(prog="pyser")
     register(parser.add_subparsers(dest="command"))
@@ -408,7 +409,7 @@ def test_cli_train_and_evaluate(corpus, tmp_path, capsys):
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_training_runs_on_cuda(corpus, tmp_path):
-    from training.train import run
+    from pyser.training.train import run
 
     out = run(
         tiny_config(
@@ -430,8 +431,8 @@ def test_training_runs_on_cuda(corpus, tmp_path):
 
 
 def test_cli_export_verifies_against_eager(trained, tmp_path):
-    from training.cli import register
-    from training.export import load_onnx_metadata
+    from pyser.training.cli import register
+    from pyser.training.export import load_onnx_metadata
 
     _, out = trained
     parser = argparse.ArgumentParser(prog="pyser")
@@ -446,7 +447,7 @@ def test_cli_export_verifies_against_eager(trained, tmp_path):
 
 
 def test_sweep_experiment_writes_table_and_figures(corpus, tmp_path):
-    from training.experiments import run_experiment
+    from pyser.training.experiments import run_experiment
 
     p = tmp_path / "mini_sweep.toml"
     p.write_text(
@@ -471,7 +472,7 @@ def test_sweep_experiment_writes_table_and_figures(corpus, tmp_path):
 
 
 def test_plots_write_pngs(tmp_path):
-    from training.plots import pca_fit, plot_confusion, plot_pca, plot_sweep
+    from pyser.training.plots import pca_fit, plot_confusion, plot_pca, plot_sweep
 
     rng = np.random.default_rng(0)
     z = rng.standard_normal((40, 8))
@@ -546,7 +547,7 @@ def one_class_model(path: Path, n_mels: int = 64) -> Path:
 
 
 def test_evaluate_json_is_strict_when_a_class_is_never_predicted(corpus, tmp_path, capsys):
-    from training.cli import register
+    from pyser.training.cli import register
 
     parser = argparse.ArgumentParser(prog="pyser")
     register(parser.add_subparsers(dest="command"))
@@ -561,12 +562,14 @@ def test_evaluate_json_is_strict_when_a_class_is_never_predicted(corpus, tmp_pat
 
 
 def test_results_and_event_log_are_strict_json(tmp_path):
-    from training.train import EventLog, _report, write_results
+    from pyser.training.events import EventLog
+    from pyser.training.metrics import logits_report
+    from pyser.training.results import write_results
 
     y = np.array([0, 1, 2, 3] * 3)
     logits = np.zeros((12, 4), np.float32)
     logits[:, 0] = 1.0  # only class 0 is predicted: precision NaN for 1-3
-    report = _report(y, logits, 4)
+    report = logits_report(y, logits, 4)
     fold = {"repeat": 0, "fold": 0, "best_step": 1, "sizes": {"test": 12},
             "test": report, "dev": report, "history": {}}
     cfg = TrainConfig(experiment="strict", out_dir=str(tmp_path))
@@ -585,8 +588,8 @@ def test_results_and_event_log_are_strict_json(tmp_path):
 
 
 def test_feature_store_skips_and_names_files_that_cannot_be_decoded(caplog):
-    from training.cache import AudioDecodeError
-    from training.train import FeatureStore
+    from pyser.training.cache import AudioDecodeError
+    from pyser.training.store import FeatureStore
 
     class Cache:
         def get(self, utt):
@@ -597,7 +600,7 @@ def test_feature_store_skips_and_names_files_that_cannot_be_decoded(caplog):
             return np.full((5 + len(utt), 2), len(utt), np.float32)
 
     utts = ["a", "bad1", "bbb", "short", "bad2"]
-    with caplog.at_level(logging.WARNING, logger="training.train"):
+    with caplog.at_level(logging.WARNING, logger="pyser.training.store"):
         store = FeatureStore(utts, Cache(), max_frames=100, preload=True)
     assert store.utts == ["a", "bbb"] and store.kept.tolist() == [0, 2]
     assert store.lengths.tolist() == [6, 8] and store.get(1)[0, 0] == 3
@@ -612,7 +615,7 @@ def test_feature_store_skips_and_names_files_that_cannot_be_decoded(caplog):
 def test_training_skips_undecodable_files_and_counts_them(tmp_path, caplog):
     import soundfile as sf
 
-    from training.train import run
+    from pyser.training.train import run
 
     manifest = make_corpus(tmp_path / "corpus", n_per=3)
     root = manifest.parent
@@ -664,7 +667,7 @@ def make_ravdess(root: Path) -> Path:
 
 
 def test_evaluate_says_what_was_excluded_and_skipped(tmp_path, capsys):
-    from training.cli import register
+    from pyser.training.cli import register
 
     root = make_ravdess(tmp_path / "ravdess")
     parser = argparse.ArgumentParser(prog="pyser")
@@ -705,7 +708,7 @@ class _Payload:
 
 
 def _stopped_run(corpus: Path, out: Path) -> Path:
-    from training.train import run
+    from pyser.training.train import run
 
     assert run(tiny_config(corpus, out, stop_at_step=3))["status"] == "stopped"
     return out / "tiny" / "folds" / "r0_f0" / "checkpoint.pt"
@@ -718,7 +721,8 @@ def test_checkpoints_hold_only_weights_only_types(corpus, tmp_path):
 
 
 def test_resume_refuses_a_checkpoint_that_would_run_code(corpus, tmp_path):
-    from training.train import CheckpointError, run
+    from pyser.training.checkpoint import CheckpointError
+    from pyser.training.train import run
 
     ckpt = _stopped_run(corpus, tmp_path / "r")
     marker = tmp_path / "pwned"
@@ -733,7 +737,7 @@ def test_resume_refuses_a_checkpoint_that_would_run_code(corpus, tmp_path):
 
 @pytest.mark.parametrize("damage", ["empty", "truncated", "garbage"])
 def test_resume_names_a_damaged_checkpoint(corpus, tmp_path, capsys, damage):
-    from training.cli import register
+    from pyser.training.cli import register
 
     ckpt = _stopped_run(corpus, tmp_path / "r")
     data = ckpt.read_bytes()
@@ -756,7 +760,7 @@ def test_resume_names_a_damaged_checkpoint(corpus, tmp_path, capsys, damage):
 
 
 def test_data_root_resolution_order_and_error(tmp_path, monkeypatch):
-    import training.config as config_mod
+    import pyser.training.config as config_mod
 
     for where in ("explicit", "env", "default"):
         (tmp_path / where / "emodb").mkdir(parents=True)
@@ -795,8 +799,8 @@ def test_default_data_root_does_not_depend_on_the_cwd(data_root, tmp_path, monke
 
 
 def test_train_and_evaluate_name_all_data_roots_when_none_exists(tmp_path, monkeypatch, capsys):
-    import training.config as config_mod
-    from training.cli import register
+    import pyser.training.config as config_mod
+    from pyser.training.cli import register
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PYSER_DATA", str(tmp_path / "env"))
@@ -811,7 +815,7 @@ def test_train_and_evaluate_name_all_data_roots_when_none_exists(tmp_path, monke
 
 
 def test_evaluate_finds_the_corpus_through_pyser_data(tmp_path, monkeypatch, capsys):
-    from training.cli import register
+    from pyser.training.cli import register
 
     make_ravdess(tmp_path / "data" / "ravdess")
     model = one_class_model(tmp_path / "m.pt")
@@ -833,8 +837,8 @@ def test_train_without_the_training_extras_says_what_to_install(corpus, tmp_path
                                                                 capsys):
     import sys
 
-    from training.cli import register
-    from training.train import FeatureStore
+    from pyser.training.cli import register
+    from pyser.training.store import FeatureStore
 
     monkeypatch.setitem(sys.modules, "tqdm", None)  # as if tqdm were not installed
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)
@@ -852,7 +856,7 @@ def test_train_without_the_training_extras_says_what_to_install(corpus, tmp_path
 def test_export_without_onnx_says_what_to_install(trained, tmp_path, monkeypatch, capsys):
     import sys
 
-    from training.cli import register
+    from pyser.training.cli import register
 
     _, out = trained
     monkeypatch.setitem(sys.modules, "onnx", None)

@@ -1,22 +1,41 @@
 """The training verbs of the ``pyser`` command: train, evaluate, export, experiment.
 
+The command layer: it parses arguments, calls the training modules and turns their
+results and errors into output and exit codes; no training module imports it.
+
 ``pyser/cli.py`` calls :func:`register` with its argparse subparsers; each verb sets
 ``func`` on its namespace, a function that takes the parsed ``argparse.Namespace`` and
 returns the process exit code (0 ok, 2 bad input, 3 stopped early / export mismatch)::
 
     sub = parser.add_subparsers(dest="command")
-    training.cli.register(sub)
+    pyser.training.cli.register(sub)
     args = parser.parse_args()
     sys.exit(args.func(args))
+
+:func:`main` runs one verb on its own, for ``python -m pyser.training.train`` (and
+``torchrun -m``), ``python -m pyser.training.evaluate`` and
+``python -m pyser.training.experiments``.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-__all__ = ["cmd_evaluate", "cmd_experiment", "cmd_export", "cmd_train", "register"]
+__all__ = [
+    "cmd_evaluate",
+    "cmd_experiment",
+    "cmd_export",
+    "cmd_train",
+    "config_from_args",
+    "main",
+    "register",
+    "setup_logging",
+]
 
 
 def _error(msg: str) -> int:
@@ -54,12 +73,32 @@ def missing_extras(verb: str) -> str | None:
     )
 
 
+def setup_logging(level: int = logging.INFO) -> None:
+    """Log to stderr at ``level``, unless the application already configured logging."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def config_from_args(args: argparse.Namespace) -> list[Any]:
+    """The TrainConfigs of ``args.config`` with ``--set`` and ``--device`` applied (one per
+    sweep value). Raises ConfigError."""
+    from pyser.training.config import load_experiment
+
+    overrides = list(args.overrides or [])
+    if getattr(args, "device", None):
+        overrides.append(f"device={args.device}")
+    return load_experiment(args.config, overrides).configs()
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """``pyser train CONFIG [--set KEY=VALUE ...] [--device D] [--resume]``."""
     if message := missing_extras("train"):
         return _error(message)
-    from training.config import ConfigError
-    from training.train import CheckpointError, config_from_args, run, setup_logging
+    from pyser.training.checkpoint import CheckpointError
+    from pyser.training.config import ConfigError
+    from pyser.training.runtime import shutdown_distributed
+    from pyser.training.train import run
 
     setup_logging()
     try:
@@ -67,13 +106,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _error(str(exc))
     status = 0
-    for cfg in configs:
-        try:
-            out = run(cfg, resume=args.resume)
-        except (ConfigError, CheckpointError, FileNotFoundError) as exc:
-            return _error(str(exc))
-        if out["status"] != "done":
-            status = 3
+    try:
+        for cfg in configs:
+            try:
+                out = run(cfg, resume=args.resume)
+            except (ConfigError, CheckpointError, FileNotFoundError) as exc:
+                return _error(str(exc))
+            if out["status"] != "done":
+                status = 3
+    finally:
+        shutdown_distributed()  # a torchrun process leaves its process group
     return status
 
 
@@ -81,16 +123,60 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """``pyser evaluate MODEL --corpus NAME [--root DIR] ...``."""
     if message := missing_extras("evaluate"):
         return _error(message)
-    from training.evaluate import run_from_args
+    from pyser._io import strict_json
+    from pyser.training.config import resolve_data_root
+    from pyser.training.evaluate import evaluate_model
 
-    return run_from_args(args)
+    try:
+        root = resolve_data_root(args.corpus, args.root)
+        r = evaluate_model(
+            args.model,
+            args.corpus,
+            root,
+            task=args.task,
+            split=args.split,
+            fold=args.fold,
+            repeat_seed=args.seed,
+            n_folds=args.n_folds,
+            cache_dir=args.cache_dir,
+            device=args.device,
+            max_seconds=args.max_seconds,
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        return _error(str(exc))
+    if args.json:
+        print(strict_json(r))
+        return 0
+    _print_evaluation(r)
+    return 0
+
+
+def _print_evaluation(r: dict) -> None:
+    """``evaluate_model``'s result as text: counts, skipped files, metrics, confusion."""
+    excluded = ", ".join(f"{k} {v}" for k, v in r["excluded_by"].items())
+    print(
+        f"{r['model']} on {r['corpus']}: {r['n']} utterances scored; "
+        f"{r['excluded']} excluded (emotions outside the model's labels: {excluded or 'none'}); "
+        f"{r['n_skipped']} files skipped (unusable names or audio)"
+    )
+    for s in r["skipped"]:
+        print(f"  skipped {s['path']}: {s['reason']}")
+    print(
+        f"  UA {100 * r['ua']:.2f} %  WA {100 * r['wa']:.2f} %  macro-F1 {100 * r['macro_f1']:.2f} %"
+    )
+    labels = r["labels"]
+    width = max(len(s) for s in labels) + 2
+    print("  confusion (rows true, columns predicted):")
+    print(" " * (width + 2) + "".join(f"{s[:7]:>8}" for s in labels))
+    for name, row in zip(labels, r["confusion"]):
+        print(f"  {name:<{width}}" + "".join(f"{v:>8}" for v in row))
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     """``pyser export MODEL [-o OUT.onnx|OUT.pt ...] [--no-verify]``."""
     from pyser._io import strict_json
-    from training.evaluate import load_eager_model
-    from training.export import ExportMismatchError, export_onnx, export_torchscript, verify_export
+    from pyser.training.evaluate import load_eager_model
+    from pyser.training.export import ExportMismatchError, export_onnx, export_torchscript, verify_export
 
     src = Path(args.model)
     try:
@@ -130,9 +216,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_experiment(args: argparse.Namespace) -> int:
     """``pyser experiment NAME [--set KEY=VALUE ...] [--device D] [--resume]``; ``--list``."""
-    from training.config import ConfigError
-    from training.experiments import list_experiments, run_experiment
-    from training.train import setup_logging
+    from pyser.training.config import ConfigError
+    from pyser.training.experiments import list_experiments, run_experiment
 
     if args.list or not args.name:
         for name, text in list_experiments().items():
@@ -211,34 +296,7 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``train``, ``evaluate``, ``export`` and ``experiment`` to ``pyser``'s subparsers.
-
-    Imports nothing heavy: torch and the training modules load when a verb runs.
-    """
-    p = subparsers.add_parser(
-        "train",
-        help="train the CRNN (softmax + center loss) on a corpus over n-fold splits",
-        description="Train and test over the folds of a config; results in out_dir/<experiment>.",
-    )
-    add_train_arguments(p)
-    p.set_defaults(func=cmd_train)
-
-    p = subparsers.add_parser(
-        "evaluate",
-        help="score a saved model file on a corpus",
-        description="Evaluate a saved pyser model file on a corpus (all of it, or one fold's "
-        "test part).",
-    )
-    add_evaluate_arguments(p)
-    p.set_defaults(func=cmd_evaluate)
-
-    p = subparsers.add_parser(
-        "export",
-        help="export a saved model to ONNX / TorchScript and check it against eager",
-        description="Export a model file written by training; each output is verified against "
-        "the eager model unless --no-verify.",
-    )
+def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="model file written by training (model.pt)")
     p.add_argument(
         "-o",
@@ -249,14 +307,67 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="output file, .onnx or .pt (repeatable; default: MODEL with .onnx)",
     )
     p.add_argument("--no-verify", action="store_true", help="skip the eager-vs-export check")
-    p.set_defaults(func=cmd_export)
 
-    p = subparsers.add_parser(
-        "experiment",
-        help="run one of the paper's experiments (tables and figures)",
-        description="paper (4 settings), sweep_lambda, sweep_alpha, or any config name/path.",
-    )
+
+def add_experiment_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", nargs="?", default=None, help="experiment name (see --list)")
     p.add_argument("--list", action="store_true", help="list the experiments")
     add_run_options(p)
-    p.set_defaults(func=cmd_experiment)
+
+
+#: verb -> (help, description, add arguments, command)
+_VERBS = {
+    "train": (
+        "train the CRNN (softmax + center loss) on a corpus over n-fold splits",
+        "Train and test over the folds of a config; results in out_dir/<experiment>.",
+        add_train_arguments,
+        cmd_train,
+    ),
+    "evaluate": (
+        "score a saved model file on a corpus",
+        "Evaluate a saved pyser model file on a corpus (all of it, or one fold's test part).",
+        add_evaluate_arguments,
+        cmd_evaluate,
+    ),
+    "export": (
+        "export a saved model to ONNX / TorchScript and check it against eager",
+        "Export a model file written by training; each output is verified against "
+        "the eager model unless --no-verify.",
+        add_export_arguments,
+        cmd_export,
+    ),
+    "experiment": (
+        "run one of the paper's experiments (tables and figures)",
+        "paper (4 settings), sweep_lambda, sweep_alpha, or any config name/path.",
+        add_experiment_arguments,
+        cmd_experiment,
+    ),
+}
+
+#: The module that runs each verb as ``python -m``.
+_MODULES = {"train": "train", "evaluate": "evaluate", "experiment": "experiments"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train``, ``evaluate``, ``export`` and ``experiment`` to ``pyser``'s subparsers.
+
+    Imports nothing heavy: torch and the training modules load when a verb runs.
+    """
+    for verb, (help_text, description, add_arguments, command) in _VERBS.items():
+        p = subparsers.add_parser(verb, help=help_text, description=description)
+        add_arguments(p)
+        p.set_defaults(func=command)
+
+
+def main(verb: str, argv: Sequence[str] | None = None) -> int:
+    """Run ``verb`` as a command of its own: ``python -m pyser.training.train CONFIG ...``
+    is ``pyser train CONFIG ...``."""
+    _, description, add_arguments, command = _VERBS[verb]
+    p = argparse.ArgumentParser(
+        prog=f"python -m pyser.training.{_MODULES.get(verb, verb)}", description=description
+    )
+    add_arguments(p)
+    args = p.parse_args(argv)
+    if verb == "evaluate":
+        setup_logging(logging.WARNING)
+    return command(args)

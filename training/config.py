@@ -6,7 +6,7 @@ plus two optional extras:
 * ``base = "other.toml"``: start from that file (path relative to this one), then
   apply this file's keys on top;
 * a ``[sweep]`` table, ``key = "center_lambda"`` and ``values = [...]``, read by
-  ``training.experiments`` (one run per value).
+  ``pyser.training.experiments`` (one run per value).
 
 Overrides are ``KEY=VALUE`` strings. VALUE is parsed as a TOML value when it is one
 (``3e-4``, ``true``, ``[0, 1]``, ``"text"``) and taken as a bare string otherwise
@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import tomllib
+
+from pyser.training.splits import default_split
 
 __all__ = [
     "CONFIG_DIR",
@@ -100,13 +102,13 @@ class TrainConfig:
     experiment: str = "default"
     """Run name: results go to ``out_dir/<experiment>/``."""
     corpus: str = "iemocap"
-    """iemocap | emodb | ravdess | tess | csv (see training.datasets.load_corpus)."""
+    """iemocap | emodb | ravdess | tess | csv (see pyser.training.datasets.load_corpus)."""
     data_root: str = ""
     """Corpus folder (csv: the manifest); ``{corpus}`` is replaced by the corpus name; relative
     paths are taken from the current directory. Empty: ``$PYSER_DATA/<corpus>``, else
     ``shared/data/<corpus>`` next to the repository (see :func:`resolve_data_root`)."""
     task: str = "4class"
-    """Label set (training.datasets.TASKS)."""
+    """Label set (pyser.training.datasets.TASKS)."""
 
     # --- features
     feature_kind: str = "mel"
@@ -118,7 +120,7 @@ class TrainConfig:
     crop_eval: bool = True
     """Crop dev/test utterances too, as the authors' loader does; false evaluates whole ones."""
     cache_dir: str = ".cache/features"
-    """Feature cache (training.cache.FeatureCache)."""
+    """Feature cache (pyser.training.cache.FeatureCache)."""
     preload: bool = True
     """Hold all (cropped) features in memory; false reads them from the cache per batch."""
 
@@ -217,7 +219,7 @@ class TrainConfig:
         """'paper' or 'speaker' (``auto`` resolves by corpus)."""
         if self.split != "auto":
             return self.split
-        return "paper" if self.corpus == "iemocap" else "speaker"
+        return default_split(self.corpus)
 
     def resolved_data_root(self) -> Path:
         """The corpus folder (:func:`resolve_data_root`); FileNotFoundError when missing."""

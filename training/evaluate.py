@@ -1,6 +1,6 @@
 """Evaluate a saved pyser model file on a corpus (all of it, or one fold's test part).
 
-    python -m training.evaluate runs/paper_mel_center/folds/r0_f0/model.pt --corpus emodb
+    python -m pyser.training.evaluate runs/paper_mel_center/folds/r0_f0/model.pt --corpus emodb
     pyser evaluate model.pt --corpus iemocap --root /data/IEMOCAP --split paper --fold 0
 
 Features are computed with the model's own feature configuration (from its metadata)
@@ -11,21 +11,25 @@ given. Utterances whose label is not one of the model's labels are left out (cou
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from pyser._io import strict_json
-from training.train import FeatureStore, _report, predict, setup_logging
+from pyser import FeatureConfig
+from pyser.model import CRNN, load_model
+from pyser.training.cache import FeatureCache
+from pyser.training.datasets import EMOTIONS, load_corpus
+from pyser.training.metrics import logits_report
+from pyser.training.predict import predict
+from pyser.training.runtime import select_device
+from pyser.training.splits import default_split, make_folds
+from pyser.training.store import FeatureStore
 
-__all__ = ["evaluate_model", "load_eager_model", "main"]
+__all__ = ["evaluate_model", "load_eager_model"]
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +39,6 @@ def load_eager_model(path: str | Path) -> tuple[Any, Any]:
 
     (Export and plotting need the eager module; ``load_model`` gives TorchScript.)
     """
-    from pyser.model import CRNN, load_model
-
     scripted, meta = load_model(path)
     net = CRNN(n_bins=int(meta.model["n_bins"]), n_classes=len(meta.labels))
     net.load_state_dict(scripted.state_dict())
@@ -61,7 +63,7 @@ def evaluate_model(
 
     Args:
         model_path: a file written by ``pyser.model.save_model``.
-        corpus, root: as ``training.datasets.load_corpus``.
+        corpus, root: as ``pyser.training.datasets.load_corpus``.
         task: label set to load (default: the model's training task, else ``4class``).
         split, fold, repeat_seed, n_folds: with ``fold`` given, score only that fold's
             test part of the ``split`` ("paper" or "speaker") made with seed ``repeat_seed``
@@ -76,17 +78,7 @@ def evaluate_model(
         the model's labels (``excluded_by``: per emotion), ``skipped`` lists the files left
         out with the reason (names outside the corpus scheme, audio that cannot be used).
     """
-    from pyser import FeatureConfig
-    from pyser.model import load_model
-    from training.cache import FeatureCache
-    from training.datasets import EMOTIONS, load_corpus
-    from training.splits import paper_folds, speaker_folds
-
-    dev = torch.device(
-        "cuda"
-        if device == "auto" and torch.cuda.is_available()
-        else ("cpu" if device == "auto" else device)
-    )
+    dev = select_device(device)
     model, meta = load_model(model_path, map_location=dev)
     prov = meta.provenance or {}
     task = task or prov.get("task", "4class")
@@ -119,16 +111,15 @@ def evaluate_model(
     y = np.array([meta.labels.index(u.label) for u in usable], dtype=np.int64)
     idx = np.arange(len(usable))
     if fold is not None:
-        kind = split or prov.get("split") or ("paper" if corpus == "iemocap" else "speaker")
-        make = paper_folds if kind == "paper" else speaker_folds
+        kind = split or prov.get("split") or default_split(corpus)
         seed = repeat_seed if repeat_seed is not None else prov.get("split_seed", 0)
         n = n_folds if n_folds is not None else prov.get("n_folds", 5)
-        folds = [f for f in make(usable, n, [seed]) if f.fold == fold]
+        folds = [f for f in make_folds(kind, usable, n, [seed]) if f.fold == fold]
         if not folds:
             raise ValueError(f"fold {fold} does not exist in the {kind} split")
         idx = np.asarray(folds[0].test, dtype=np.int64)
     logits, _ = predict(model, store, idx, batch_size, dev)
-    report = _report(y[idx], logits, len(meta.labels))
+    report = logits_report(y[idx], logits, len(meta.labels))
     return {
         "model": str(model_path),
         "corpus": corpus,
@@ -143,60 +134,7 @@ def evaluate_model(
     }
 
 
-def run_from_args(args: argparse.Namespace) -> int:
-    from training.config import resolve_data_root
+if __name__ == "__main__":  # python -m pyser.training.evaluate
+    from pyser.training.cli import main
 
-    try:
-        root = resolve_data_root(args.corpus, args.root)
-        r = evaluate_model(
-            args.model,
-            args.corpus,
-            root,
-            task=args.task,
-            split=args.split,
-            fold=args.fold,
-            repeat_seed=args.seed,
-            n_folds=args.n_folds,
-            cache_dir=args.cache_dir,
-            device=args.device,
-            max_seconds=args.max_seconds,
-        )
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(strict_json(r))
-        return 0
-    excluded = ", ".join(f"{k} {v}" for k, v in r["excluded_by"].items())
-    print(
-        f"{r['model']} on {r['corpus']}: {r['n']} utterances scored; "
-        f"{r['excluded']} excluded (emotions outside the model's labels: {excluded or 'none'}); "
-        f"{r['n_skipped']} files skipped (unusable names or audio)"
-    )
-    for s in r["skipped"]:
-        print(f"  skipped {s['path']}: {s['reason']}")
-    print(
-        f"  UA {100 * r['ua']:.2f} %  WA {100 * r['wa']:.2f} %  macro-F1 {100 * r['macro_f1']:.2f} %"
-    )
-    labels = r["labels"]
-    width = max(len(s) for s in labels) + 2
-    print("  confusion (rows true, columns predicted):")
-    print(" " * (width + 2) + "".join(f"{s[:7]:>8}" for s in labels))
-    for name, row in zip(labels, r["confusion"]):
-        print(f"  {name:<{width}}" + "".join(f"{v:>8}" for v in row))
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from training.cli import add_evaluate_arguments
-
-    p = argparse.ArgumentParser(
-        prog="python -m training.evaluate", description=__doc__.split("\n")[0]
-    )
-    add_evaluate_arguments(p)
-    setup_logging(logging.WARNING)
-    return run_from_args(p.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main("evaluate"))

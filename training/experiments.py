@@ -6,7 +6,7 @@
     pyser experiment paper_mel_center   # any single config (name in training/configs, or a path)
     pyser experiment paper --set corpus=emodb --set steps=1000 --resume
 
-Every run goes through ``training.train.run`` (so ``--resume`` continues interrupted
+Every run goes through ``pyser.training.train.run`` (so ``--resume`` continues interrupted
 folds and skips finished ones). Results land in ``out_dir/<experiment>/``; the collected
 table is ``summary.md`` / ``summary.csv`` and the figures are PNGs next to it:
 
@@ -31,7 +31,10 @@ from typing import Any
 import numpy as np
 
 from pyser._io import atomic_write_text
-from training.config import CONFIG_DIR, ExperimentSpec, TrainConfig, load_experiment
+from pyser.training.config import CONFIG_DIR, ExperimentSpec, TrainConfig, load_experiment
+from pyser.training.data import PreparedData, prepare_data
+from pyser.training.runtime import setup_runtime
+from pyser.training.train import run
 
 __all__ = ["EXPERIMENTS", "PAPER_SETTINGS", "list_experiments", "run_experiment"]
 
@@ -82,11 +85,9 @@ class _DataPool:
     """Reuse PreparedData between runs that differ only in training settings."""
 
     def __init__(self) -> None:
-        self._pool: dict[str, Any] = {}
+        self._pool: dict[str, PreparedData] = {}
 
-    def get(self, cfg: TrainConfig) -> Any:
-        from training.train import prepare_data, setup_runtime
-
+    def get(self, cfg: TrainConfig) -> PreparedData:
         key = json.dumps({k: getattr(cfg, k) for k in _DATA_KEYS}, sort_keys=True)
         if key not in self._pool:
             self._pool.clear()  # hold one corpus's features at a time
@@ -95,8 +96,6 @@ class _DataPool:
 
 
 def _run_all(configs: Sequence[TrainConfig], resume: bool, pool: _DataPool) -> list[dict]:
-    from training.train import run
-
     outs = []
     for cfg in configs:
         log.info("experiment %s", cfg.experiment)
@@ -201,7 +200,7 @@ def _first_embeddings(out: dict) -> dict | None:
 
 
 def _pca_panels(named_outs: Sequence[tuple[str, dict]]) -> list:
-    from training.plots import pca_fit
+    from pyser.training.plots import pca_fit
 
     panels = []
     for name, out in named_outs:
@@ -215,7 +214,7 @@ def _pca_panels(named_outs: Sequence[tuple[str, dict]]) -> list:
 
 
 def _confusion_figure(out: dict, path: Path, title: str) -> None:
-    from training.plots import plot_confusion
+    from pyser.training.plots import plot_confusion
 
     cm = out["summary"]["test"].get("confusion")
     if cm is not None:
@@ -227,7 +226,7 @@ def _confusion_figure(out: dict, path: Path, title: str) -> None:
 
 def run_paper(overrides: Sequence[str] = (), resume: bool = False) -> dict:
     """The four settings; table and figures in ``out_dir/paper``."""
-    from training.plots import plot_pca
+    from pyser.training.plots import plot_pca
 
     pool = _DataPool()
     specs = [(load_experiment(name, overrides).config, label) for name, label in PAPER_SETTINGS]
@@ -263,7 +262,7 @@ def run_paper(overrides: Sequence[str] = (), resume: bool = False) -> dict:
 def run_sweep(spec: ExperimentSpec, resume: bool = False) -> dict:
     """One run per sweep value; table, ``<key>.png``, confusion matrices and the PCA of z
     per value in ``out_dir/<experiment>``."""
-    from training.plots import plot_pca, plot_sweep
+    from pyser.training.plots import plot_pca, plot_sweep
 
     configs = spec.configs()
     outs = _run_all(configs, resume, _DataPool())
@@ -293,7 +292,7 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> dict:
 
 
 def run_single(spec: ExperimentSpec, resume: bool = False) -> dict:
-    from training.plots import plot_pca
+    from pyser.training.plots import plot_pca
 
     cfg = spec.config
     (out,) = _run_all([cfg], resume, _DataPool())
@@ -319,18 +318,7 @@ def run_experiment(name: str, overrides: Sequence[str] = (), resume: bool = Fals
     return run_single(spec, resume)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m training.experiments NAME [--set ...] [--resume]`` (same as ``pyser experiment``)."""
-    import argparse
+if __name__ == "__main__":  # python -m pyser.training.experiments NAME [--set ...] [--resume]
+    from pyser.training.cli import main
 
-    from training.cli import register
-
-    parser = argparse.ArgumentParser(prog="python -m training.experiments")
-    sub = parser.add_subparsers(dest="command")
-    register(sub)
-    args = parser.parse_args(["experiment", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main("experiment"))

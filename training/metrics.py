@@ -16,7 +16,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["SCALAR_METRICS", "classification_report", "format_summary", "summarize"]
+from pyser._io import json_safe
+
+__all__ = [
+    "SCALAR_METRICS",
+    "classification_report",
+    "format_summary",
+    "logits_report",
+    "summarize",
+]
 
 SCALAR_METRICS = ("ua", "wa", "macro_f1")
 
@@ -78,6 +86,14 @@ def classification_report(y_true, y_pred, n_classes: int) -> dict:
         "support": support,
         "n": int(t.size),
     }
+
+
+def logits_report(y_true, logits: np.ndarray, n_classes: int) -> dict:
+    """:func:`classification_report` of the arg-max of ``logits`` (n, C), ready for strict
+    JSON: numpy values become Python ones and NaN (e.g. the precision of a class never
+    predicted) becomes None."""
+    r = classification_report(y_true, np.asarray(logits).argmax(axis=1), n_classes)
+    return {k: json_safe(v) for k, v in r.items()}
 
 
 def summarize(reports: Sequence[dict], metrics: Sequence[str] = SCALAR_METRICS) -> dict:

@@ -25,8 +25,9 @@ for dev exactly once per repeat, and no speaker is in two of train/dev/test.
 It needs at least 3 speakers; with fewer speakers than ``n_folds``, ``n_folds``
 is reduced to the number of speakers and a warning is logged.
 
-:func:`default_folds` picks the paper split for IEMOCAP and speaker-independent
-folds elsewhere.
+:func:`default_split` is the one place that picks the paper split for IEMOCAP and
+speaker-independent folds elsewhere; :func:`make_folds` builds the folds of a named split
+and :func:`default_folds` those of a corpus's default split.
 """
 
 from __future__ import annotations
@@ -38,11 +39,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .datasets import UNKNOWN_SPEAKER, Utterance
+from pyser.training.datasets import UNKNOWN_SPEAKER, Utterance
 
 __all__ = [
+    "SPLIT_KINDS",
     "Fold",
     "default_folds",
+    "default_split",
+    "make_folds",
     "paper_folds",
     "paper_strata_key",
     "paper_subsets",
@@ -245,16 +249,36 @@ def speaker_folds(
     return folds
 
 
+#: The split kinds :func:`make_folds` builds.
+SPLIT_KINDS = ("paper", "speaker")
+
+
+def default_split(corpus_name: str) -> str:
+    """``"paper"`` for IEMOCAP (to reproduce the paper), ``"speaker"`` for other corpora."""
+    return "paper" if corpus_name.lower() == "iemocap" else "speaker"
+
+
+def make_folds(
+    kind: str,
+    utts: Sequence[Utterance],
+    n_folds: int = 5,
+    seeds: Sequence[int] = (0,),
+) -> list[Fold]:
+    """The folds of split ``kind``: :func:`paper_folds` or :func:`speaker_folds`."""
+    if kind not in SPLIT_KINDS:
+        raise ValueError(f"split must be one of {SPLIT_KINDS}, got {kind!r}")
+    make = paper_folds if kind == "paper" else speaker_folds
+    return make(utts, n_folds, seeds)
+
+
 def default_folds(
     utts: Sequence[Utterance],
     corpus_name: str,
     n_folds: int = 5,
     seeds: Sequence[int] = (0,),
 ) -> list[Fold]:
-    """The paper split for IEMOCAP (to reproduce the paper), speaker-independent folds elsewhere."""
-    if corpus_name.lower() == "iemocap":
-        return paper_folds(utts, n_folds, seeds)
-    return speaker_folds(utts, n_folds, seeds)
+    """The folds of ``corpus_name``'s default split (:func:`default_split`)."""
+    return make_folds(default_split(corpus_name), utts, n_folds, seeds)
 
 
 # --------------------------------------------------------------------------- checks

@@ -1,0 +1,213 @@
+"""Results and their files: a fold's (``model.pt`` with provenance, ``result.json``,
+``embeddings.npz``, ``final_state.pt``) and a run's summaries over folds and repeats
+(``results.json``, ``results.md``, ``results.csv``)."""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import Tensor, nn
+
+from pyser import __version__ as pyser_version
+from pyser._io import atomic_write, atomic_write_text, strict_json
+from pyser.model import ModelMetadata, save_model
+from pyser.training.checkpoint import torch_save
+from pyser.training.config import TrainConfig
+from pyser.training.data import PreparedData
+from pyser.training.metrics import summarize
+
+__all__ = ["fold_provenance", "summarize_folds", "write_fold", "write_results"]
+
+
+def fold_provenance(cfg: TrainConfig, data: PreparedData, fold: Any, result: dict) -> dict:
+    """What a fold's model file says about how it was made."""
+    return {
+        "corpus": data.info["corpus"],
+        "data_root": data.info["data_root"],
+        "task": cfg.task,
+        "split": data.split_kind,
+        "n_folds": cfg.n_folds,
+        "split_seed": fold.seed,
+        "repeat": int(fold.repeat),
+        "fold": int(fold.fold),
+        "train_utterances": result["sizes"]["train"],
+        "train_class_counts": result["class_counts"]["train"],
+        "best_step": result["best_step"],
+        "steps": cfg.steps,
+        "metrics": {
+            k: {m: result[k][m] for m in ("ua", "wa", "macro_f1")} for k in ("dev", "test")
+        },
+        "max_seconds": cfg.max_seconds,
+        "crop_eval": cfg.crop_eval,
+        "center_lambda": cfg.center_lambda,
+        "center_alpha": cfg.center_alpha,
+        "experiment": cfg.experiment,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "pyser_version": pyser_version,
+        "trainer": "pyser.training.train",
+    }
+
+
+def write_fold(
+    out_dir: Path,
+    cfg: TrainConfig,
+    data: PreparedData,
+    fold: Any,
+    result: dict,
+    model: nn.Module,
+    final_state: dict[str, Tensor],
+    embeddings: dict[str, np.ndarray] | None,
+) -> None:
+    """A finished fold's files in ``out_dir``: ``model.pt`` (the tested weights, a
+    ``pyser.model.save_model`` file, left on the CPU), ``embeddings.npz`` (when given),
+    ``final_state.pt`` (the last step's weights) and ``result.json`` (written last: it marks
+    the fold done)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    meta = ModelMetadata(
+        labels=list(data.labels),
+        feature_config=data.feature_config.to_dict(),
+        provenance=fold_provenance(cfg, data, fold, result),
+    )
+    save_model(out_dir / "model.pt", model.to("cpu"), meta)
+    if embeddings is not None:
+        atomic_write(out_dir / "embeddings.npz", lambda f: np.savez_compressed(f, **embeddings))
+    torch_save(final_state, out_dir / "final_state.pt")
+    atomic_write_text(out_dir / "result.json", strict_json(result, indent=1))
+
+
+def summarize_folds(results: Sequence[dict], split: str = "test") -> dict:
+    """Mean ± std of UA/WA/macro-F1 over all folds and repeats, plus per-repeat means."""
+    reports = [dict(r[split], confusion=np.asarray(r[split]["confusion"])) for r in results]
+    s = summarize(reports)
+    out = {m: s[m] for m in ("ua", "wa", "macro_f1")}
+    out["confusion"] = s["confusion"].tolist() if "confusion" in s else None
+    repeats = sorted({r["repeat"] for r in results})
+    if len(repeats) > 1:
+        per = [
+            summarize([rep for rep, r in zip(reports, results) if r["repeat"] == k])
+            for k in repeats
+        ]
+        out["over_repeats"] = {
+            m: {
+                "mean": float(np.mean([p[m]["mean"] for p in per])),
+                "std": float(np.std([p[m]["mean"] for p in per], ddof=1)),
+                "n": len(per),
+            }
+            for m in ("ua", "wa", "macro_f1")
+        }
+    return out
+
+
+def write_results(exp_dir: Path, cfg: TrainConfig, info: dict, results: Sequence[dict]) -> dict:
+    """results.json, results.md and results.csv in ``exp_dir``; returns the summary dict."""
+    summary = {"test": summarize_folds(results, "test"), "dev": summarize_folds(results, "dev")}
+    doc = {
+        "experiment": cfg.experiment,
+        "config": cfg.to_dict(),
+        "data": info,
+        "summary": summary,
+        "folds": [{k: v for k, v in r.items() if k != "history"} for r in results],
+    }
+    atomic_write_text(exp_dir / "results.json", strict_json(doc, indent=1))
+    rows = _fold_rows(results)
+    atomic_write_text(exp_dir / "results.md", _results_markdown(cfg, info, summary, rows))
+    atomic_write_text(exp_dir / "results.csv", _results_csv(cfg, summary, rows))
+    return summary
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def _fold_rows(results: Sequence[dict]) -> list[tuple]:
+    """(fold name, best step, test UA, WA, macro-F1, test n) per fold."""
+    return [
+        (
+            f"r{r['repeat']} f{r['fold']}",
+            r["best_step"],
+            r["test"]["ua"],
+            r["test"]["wa"],
+            r["test"]["macro_f1"],
+            r["sizes"]["test"],
+        )
+        for r in results
+    ]
+
+
+def _results_markdown(cfg: TrainConfig, info: dict, summary: dict, rows: list[tuple]) -> str:
+    """results.md: the data, one row per fold, mean ± std and the summed confusion matrix."""
+    pct = _pct
+    labels = info["labels"]
+    s = summary["test"]
+    md = [
+        f"# {cfg.experiment}",
+        "",
+        f"Corpus **{info['corpus']}** ({info['n_utterances']} utterances, task {cfg.task}: "
+        + ", ".join(f"{k} {v}" for k, v in info["class_counts"].items())
+        + f"), split **{info['split']}**, features **{cfg.feature_kind}**, "
+        f"lambda {cfg.center_lambda}, alpha {cfg.center_alpha}, {cfg.steps} steps.",
+        "",
+    ]
+    n_excluded = sum(info.get("excluded", {}).values())
+    if n_excluded or info.get("n_skipped"):
+        md += [
+            f"{n_excluded} utterances excluded (emotions outside the task: "
+            + (", ".join(f"{k} {v}" for k, v in sorted(info["excluded"].items())) or "none")
+            + f"); {info.get('n_skipped', 0)} files skipped (bad names, unreadable or "
+            "undecodable audio; listed in results.json under data.skipped).",
+            "",
+        ]
+    md += [
+        "| fold | best step | test UA % | test WA % | test macro-F1 % | test n |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    md += [
+        f"| {f} | {b} | {pct(ua)} | {pct(wa)} | {pct(f1)} | {n} |" for f, b, ua, wa, f1, n in rows
+    ]
+    md.append(
+        f"| **mean ± std** | | **{pct(s['ua']['mean'])} ± {pct(s['ua']['std'])}** | "
+        f"**{pct(s['wa']['mean'])} ± {pct(s['wa']['std'])}** | "
+        f"**{pct(s['macro_f1']['mean'])} ± {pct(s['macro_f1']['std'])}** | |"
+    )
+    if s.get("confusion") is not None:
+        md += [
+            "",
+            "Test confusion matrix, summed over folds (rows: true, columns: predicted):",
+            "",
+            "| | " + " | ".join(labels) + " |",
+            "|---|" + "---:|" * len(labels),
+        ]
+        md += [
+            f"| {labels[i]} | " + " | ".join(str(v) for v in row) + " |"
+            for i, row in enumerate(s["confusion"])
+        ]
+    return "\n".join(md) + "\n"
+
+
+def _results_csv(cfg: TrainConfig, summary: dict, rows: list[tuple]) -> str:
+    """results.csv: one row per fold, then the mean and std rows."""
+    s = summary["test"]
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["experiment", "row", "best_step", "test_ua", "test_wa", "test_macro_f1", "test_n"])
+    for f, b, ua, wa, f1, n in rows:
+        w.writerow([cfg.experiment, f, b, f"{ua:.6f}", f"{wa:.6f}", f"{f1:.6f}", n])
+    for stat in ("mean", "std"):
+        w.writerow(
+            [
+                cfg.experiment,
+                stat,
+                "",
+                f"{s['ua'][stat]:.6f}",
+                f"{s['wa'][stat]:.6f}",
+                f"{s['macro_f1'][stat]:.6f}",
+                "",
+            ]
+        )
+    return buf.getvalue()
