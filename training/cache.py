@@ -1,7 +1,8 @@
 """On-disk cache of extracted features, keyed by feature config, engine and audio content.
 
 Features are computed with the inference code path -- the audio decoded by
-:func:`read_audio_checked` and resampled by ``pyser.audio.resample``, then
+``pyser.audio.read_audio`` (which checks rate, length and samples) and resampled by
+``pyser.audio.resample``, then
 ``pyser.extract_features`` -- once per (config, engine, audio content) and stored as
 ``.npy`` with a checksum record::
 
@@ -43,7 +44,6 @@ import io
 import json
 import logging
 import os
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -54,6 +54,9 @@ from typing import Any
 import numpy as np
 
 from pyser._io import atomic_write_bytes
+from pyser.audio import AudioDecodeError
+from pyser.audio import load_audio as load_audio_checked
+from pyser.audio import read_audio as read_audio_checked
 
 __all__ = [
     "CACHE_FORMAT",
@@ -72,115 +75,6 @@ log = logging.getLogger(__name__)
 CACHE_FORMAT = 2  # bump when the cached representation changes (2: checksum records)
 RACY_S = 2.0
 _CHUNK = 1 << 20
-
-
-class AudioDecodeError(ValueError):
-    """An audio file that cannot be used: undecodable, truncated, absurd rate, NaN/Inf samples.
-
-    ``path`` is the file and ``reason`` what is wrong with it; the message names both.
-    """
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = Path(path)
-        self.reason = reason
-
-
-def _wav_header_frames(path: Path) -> int | None:
-    """Frames a RIFF/WAVE file's ``data`` chunk header claims, or None when it does not say.
-
-    libsndfile shortens ``soundfile.info(path).frames`` to the bytes actually present, so a
-    truncated WAV looks whole through it; the chunk header keeps the original size. None for
-    other formats, RF64, and the "unknown length" sizes (0, 0xFFFFFFFF) of streamed WAVs.
-    """
-    with open(path, "rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[8:12] != b"WAVE" or head[:4] not in (b"RIFF", b"RIFX"):
-            return None
-        order = "<" if head[:4] == b"RIFF" else ">"
-        block_align = 0
-        while True:
-            chunk = f.read(8)
-            if len(chunk) < 8:
-                return None
-            cid, size = chunk[:4], struct.unpack(order + "I", chunk[4:])[0]
-            if cid == b"fmt ":
-                fmt = f.read(size)
-                if len(fmt) >= 14:
-                    block_align = struct.unpack_from(order + "H", fmt, 12)[0]
-                f.seek(size & 1, os.SEEK_CUR)
-            elif cid == b"data":
-                if block_align <= 0 or size in (0, 0xFFFFFFFF):
-                    return None
-                return size // block_align
-            else:
-                f.seek(size + (size & 1), os.SEEK_CUR)
-
-
-def read_audio_checked(path: str | Path) -> tuple[np.ndarray, int]:
-    """Decode a sound file completely and check it: ``(samples (n, channels) float32, rate)``.
-
-    Checks, each failure an :class:`AudioDecodeError` (a ValueError) naming the file:
-
-    * the sample rate is in ``[pyser.audio.MIN_SAMPLE_RATE, MAX_SAMPLE_RATE]`` (1 kHz to
-      768 kHz), checked from the header *before* decoding (a header claiming 1 Hz would
-      make resampling to 16 kHz allocate gigabytes);
-    * the file decodes (a FLAC cut after an intact header fails here);
-    * the decoded length equals the header's: the WAV ``data`` chunk size, else
-      ``soundfile.info(path).frames`` (a WAV cut short decodes "fine" to fewer frames);
-    * every sample is finite.
-
-    Raises FileNotFoundError (naming the file) for a missing one.
-    """
-    import soundfile as sf
-
-    from pyser.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such audio file: {path}")
-    try:
-        info = sf.info(str(path))
-    except (RuntimeError, OSError, ValueError) as exc:  # sf.LibsndfileError is a RuntimeError
-        raise AudioDecodeError(path, f"cannot read the audio header ({exc})") from None
-    if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
-        raise AudioDecodeError(
-            path,
-            f"sample rate {info.samplerate} Hz is outside [{MIN_SAMPLE_RATE}, "
-            f"{MAX_SAMPLE_RATE}] Hz (a corrupt header?)",
-        )
-    try:
-        claimed = _wav_header_frames(path)
-    except OSError as exc:
-        raise AudioDecodeError(path, f"cannot read the WAV header ({exc})") from None
-    if claimed is None:
-        claimed = info.frames if info.frames > 0 else None
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (RuntimeError, OSError, ValueError) as exc:
-        raise AudioDecodeError(path, f"cannot decode the audio ({exc})") from None
-    if claimed is not None and data.shape[0] != claimed:
-        raise AudioDecodeError(
-            path,
-            f"truncated or corrupt: the header says {claimed} frames, "
-            f"{data.shape[0]} could be decoded",
-        )
-    finite = np.isfinite(data)
-    if not finite.all():
-        frame = int(np.argmin(finite.all(axis=1)))
-        raise AudioDecodeError(
-            path, f"non-finite sample (NaN or Inf) at frame {frame} of {data.shape[0]}"
-        )
-    return data, int(rate)
-
-
-def load_audio_checked(path: str | Path, sample_rate: int) -> np.ndarray:
-    """:func:`read_audio_checked`, then mono float32 at ``sample_rate`` (the inference path's
-    ``pyser.audio.to_mono_float32`` and ``resample``)."""
-    from pyser.audio import resample, to_mono_float32
-
-    data, rate = read_audio_checked(path)
-    return resample(to_mono_float32(data), rate, sample_rate)
 
 
 def file_sha1(path: str | Path) -> str:
@@ -250,7 +144,7 @@ class FeatureCache:
         extract: ``(waveform, config) -> (n_frames, n_bins)``; default
             ``pyser.extract_features``.
         load: ``(path, sample_rate) -> (n,) float32``; default
-            :func:`load_audio_checked` (``pyser.audio``'s decoding plus length, rate and
+            :func:`load_audio_checked` (``pyser.audio.load_audio``: decoding plus length, rate and
             finiteness checks).
         racy_s: files changed less than this many seconds ago are hashed on
             every call instead of being recorded in the index.
