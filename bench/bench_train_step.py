@@ -1,10 +1,16 @@
-"""One training step of the paper's recipe, before and after the CNN changes, side by side.
+"""One training step of the paper's recipe, before and after this session's changes.
 
 A step: batch 32 x 300 frames x 128 Mel bins (3 s crops, no padding), forward, class-
-weighted cross-entropy + 0.3 x center loss, backward, Adam. "before" runs the same
-current code with the two changes undone in place: ATen's max-pool (which also computes
-argmax indices) instead of ``pyser.model._max_pool_2x2``, and the time masks applied even
-when no row is padded. Rows take turns; medians over the timed steps.
+weighted cross-entropy + 0.3 x center loss, backward, Adam. Rows:
+
+* before: the current code with the CNN changes undone in place (ATen's max-pool, time
+  masks applied even when no row is padded), float32, contiguous layout: the old recipe;
+* fp32: the current code, contiguous layout;
+* fp32 channels-last: ``channels_last = true`` (the training default);
+* bf16 channels-last: ``precision = "bf16"`` as well (autocast of the forward pass; on CPUs
+  with AMX this reaches oneDNN's AMX kernels, on others it is emulated and slow).
+
+Rows take turns; medians over the timed steps.
 
     python bench/bench_train_step.py [--steps 20] [--threads 1 2]
 """
@@ -38,9 +44,11 @@ def forward_gflop() -> float:
     return 2 * macs * BATCH / 1e9
 
 
-def make_step(before: bool):
+def make_step(before: bool, channels_last: bool = False, bf16: bool = False):
     torch.manual_seed(0)
     net = CRNN()
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(net.parameters(), lr=3e-4)
     weights = torch.ones(4)
     centers = torch.zeros(4, 64)
@@ -54,7 +62,9 @@ def make_step(before: bool):
             model_module._max_pool_2x2 = lambda h: F.max_pool2d(h, 2, 2)
             model_module._mask_time = lambda h, n, padded=True: saved[1](h, n, True)
         try:
-            logits, z = net.forward_with_embedding(x, lengths)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits, z = net.forward_with_embedding(x, lengths)
+            logits, z = logits.float(), z.float()
         finally:
             model_module._max_pool_2x2, model_module._mask_time = saved
         ce = F.cross_entropy(logits, y, weight=weights)
@@ -83,22 +93,33 @@ def main() -> None:
     args = parser.parse_args()
     gflop = 3 * forward_gflop()  # forward + backward ~ 3 forwards
     print(f"CPU: {cpu_name()}; torch {torch.__version__}; about {gflop:.0f} GFLOP a step")
-    print("| threads | before (ms/step) | after (ms/step) | speed-up | after GFLOP/s |")
-    print("|---:|---:|---:|---:|---:|")
+    rows = {
+        "before": lambda: make_step(True),
+        "fp32": lambda: make_step(False),
+        "fp32 channels-last": lambda: make_step(False, channels_last=True),
+        "bf16 channels-last": lambda: make_step(False, channels_last=True, bf16=True),
+    }
+    print("| threads | " + " | ".join(f"{r} (ms/step)" for r in rows)
+          + " | speed-up over before | best GFLOP/s |")
+    print("|---:|" + "---:|" * (len(rows) + 2))
     for threads in args.threads:
         torch.set_num_threads(threads)
-        steps = {"before": make_step(True), "after": make_step(False)}
-        times = {k: [] for k in steps}
-        for name in steps:  # warm-up
+        steps = {name: make() for name, make in rows.items()}
+        times: dict[str, list[float]] = {name: [] for name in steps}
+        for step in steps.values():  # warm-up
             for _ in range(2):
-                steps[name]()
+                step()
+        names = list(steps)
         for r in range(args.steps):
-            for name in (list(steps) if r % 2 == 0 else list(steps)[::-1]):
+            k = r % len(names)
+            for name in names[k:] + names[:k]:
                 t0 = time.perf_counter()
                 steps[name]()
                 times[name].append(time.perf_counter() - t0)
-        b, a = np.median(times["before"]), np.median(times["after"])
-        print(f"| {threads} | {b * 1e3:.0f} | {a * 1e3:.0f} | {b / a:.2f}× | {gflop / a:.0f} |")
+        med = {name: float(np.median(t)) for name, t in times.items()}
+        speedups = " / ".join(f"{med['before'] / med[n]:.2f}×" for n in names[1:])
+        print(f"| {threads} | " + " | ".join(f"{med[n] * 1e3:.0f}" for n in names)
+              + f" | {speedups} | {gflop / min(med.values()):.0f} |")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ Model files are TorchScript archives written by :func:`save_model`; the JSON met
 ``pyser_metadata.json``, next to the weights and the normalisation buffers.
 """
 
+import copy
 import datetime as _dt
 import json
 import math
@@ -609,6 +610,9 @@ def script_model(model: CRNN | torch.jit.ScriptModule) -> torch.jit.ScriptModule
         return model.eval()
     if not isinstance(model, CRNN):
         raise TypeError(f"expected a pyser CRNN, got {type(model)}")
+    if not all(p.is_contiguous() for p in model.parameters()):
+        # trained channels-last: files carry plain layouts, which inference expects
+        model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)  # torch>=2.10 deprecates jit
         scripted = torch.jit.script(model)

@@ -867,3 +867,30 @@ def test_export_without_onnx_says_what_to_install(trained, tmp_path, monkeypatch
     assert args.func(args) == 2
     err = capsys.readouterr().err
     assert "onnx" in err and "pip install 'pyser[train]'" in err
+
+
+def test_bf16_training_learns_the_tiny_corpus_and_saves_a_float32_model(corpus, tmp_path):
+    """precision=bf16: the forward pass in bfloat16 (slow but correct on CPUs without AMX),
+    losses and weights in float32; the saved model is plain float32, contiguous."""
+    from pyser.model import load_model
+    from pyser.training.train import run
+
+    out = run(tiny_config(corpus, tmp_path / "runs", precision="bf16", experiment="bf16"))
+    (fold,) = out["folds"]
+    losses = [h["loss"] for h in fold["history"]["train"]]
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert fold["train"]["wa"] >= 0.9
+    module, _ = load_model(tmp_path / "runs" / "bf16" / "folds" / "r0_f0" / "model.pt")
+    for name, p in module.state_dict().items():
+        assert p.dtype == torch.float32 and p.is_contiguous(), name
+
+
+def test_precision_and_autocast_choice():
+    from pyser.training.runtime import autocast_dtype, fast_bf16
+
+    cpu = torch.device("cpu")
+    assert autocast_dtype("fp32", cpu) is None
+    assert autocast_dtype("bf16", cpu) is torch.bfloat16
+    assert autocast_dtype("auto", cpu) is (torch.bfloat16 if fast_bf16(cpu) else None)
+    with pytest.raises(ConfigError, match="precision"):
+        TrainConfig(precision="fp16")

@@ -160,6 +160,13 @@ class TrainConfig:
     """Save z (FC1 output) of the selected model on train and test, for PCA plots."""
 
     # --- runtime
+    precision: str = "fp32"
+    """fp32 | bf16 (autocast of the forward pass to bfloat16; the weights, losses and
+    optimiser stay float32) | auto (bf16 where it runs natively: CUDA, or CPUs with AMX /
+    AVX-512 BF16; fp32 elsewhere). bf16 changes the numbers, not the recipe."""
+    channels_last: bool = True
+    """Convolution weights and activations in channels-last layout (oneDNN's fast path on
+    CPU; with bf16 it reaches the AMX kernels)."""
     device: str = "auto"
     """auto | cpu | cuda | cuda:N."""
     num_threads: int = 0
@@ -210,6 +217,8 @@ class TrainConfig:
             raise ConfigError(f"max_seconds must be positive, got {self.max_seconds}")
         if not self.seeds:
             raise ConfigError("seeds must name at least one split seed")
+        if self.precision not in ("fp32", "bf16", "auto"):
+            raise ConfigError(f"precision must be fp32, bf16 or auto, got {self.precision!r}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if "kind" in self.features:

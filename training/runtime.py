@@ -11,9 +11,9 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
-
 from pyser.training.config import TrainConfig
 
 __all__ = ["Runtime", "select_device", "setup_runtime", "shutdown_distributed", "torch_settings"]
@@ -52,6 +52,26 @@ def select_device(name: str, local_rank: int = 0) -> torch.device:
         if name == "cuda":
             return torch.device("cuda", local_rank)
     return torch.device(name)
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether bfloat16 matmuls and convolutions run natively fast on ``device``: a CUDA GPU
+    that supports bf16, or a CPU with AMX or AVX-512 BF16 (on other CPUs bf16 is emulated
+    and slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a training ``precision`` (``fp32 | bf16 | auto``), or None."""
+    if precision == "bf16" or (precision == "auto" and fast_bf16(device)):
+        return torch.bfloat16
+    return None
 
 
 def setup_runtime(device: str) -> Runtime:

@@ -51,7 +51,7 @@ from pyser.training.metrics import format_summary, logits_report
 from pyser.training.predict import predict
 from pyser.training.progress import progress_bar
 from pyser.training.results import write_fold, write_results
-from pyser.training.runtime import Runtime, setup_runtime, torch_settings
+from pyser.training.runtime import Runtime, autocast_dtype, setup_runtime, torch_settings
 from pyser.training.sampler import BatchSampler
 from pyser.training.store import collate, fit_normalization
 
@@ -157,12 +157,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def new_model(data: PreparedData, train_idx: np.ndarray, device: torch.device) -> CRNN:
+def new_model(
+    data: PreparedData, train_idx: np.ndarray, device: torch.device, channels_last: bool = False
+) -> CRNN:
     """A fresh CRNN normalised with the per-bin mean/std of the training frames."""
     model = CRNN(n_bins=data.feature_config.n_bins, n_classes=len(data.labels))
     mean, std = fit_normalization(data.store, train_idx)
     model.set_normalization(mean, std)
-    return model.to(device)
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
 def wrap_for_training(model: CRNN, rt: Runtime) -> nn.Module:
@@ -189,9 +192,11 @@ def train_step(
     lam: float,
     alpha: float,
     rt: Runtime,
+    autocast: torch.dtype | None = None,
 ) -> list[float]:
     """One optimiser step on this rank's share of ``batch``; returns the batch's
-    (loss, ce, center) averaged over the ranks."""
+    (loss, ce, center) averaged over the ranks. ``autocast``: the forward pass's reduced
+    precision (None: float32); the losses are computed in float32 either way."""
     device = rt.device
     y_all = torch.as_tensor(data.y)
     shard = batch[rt.rank :: rt.world_size]
@@ -205,7 +210,9 @@ def train_step(
         yb = y_all[torch.from_numpy(batch)].to(device)
         w_all = weights[yb] if weights is not None else torch.ones(len(batch), device=device)
         weight_sum = w_all.sum() / rt.world_size
-    logits, z = net(x, lengths)
+    with torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+        logits, z = net(x, lengths)
+    logits, z = logits.float(), z.float()
     loss, ce, cl = joint_loss(logits, z, y, centers, weights, lam, weight_sum)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -300,7 +307,8 @@ def train_fold(
     # ---- model, normalisation, optimiser, centers
     seed = fold_seed(cfg, fold)
     seed_everything(seed)
-    model = new_model(data, parts.train, device)
+    model = new_model(data, parts.train, device, cfg.channels_last)
+    autocast = autocast_dtype(cfg.precision, device)
     centers = CenterLoss(n_classes, model.embedding_dim).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     weights = class_weights(parts.counts["train"]).to(device) if cfg.class_weighted else None
@@ -338,7 +346,8 @@ def train_fold(
     while progress.step < cfg.steps:
         lam, alpha = schedule.at(progress.step)
         batch = parts.train[sampler.next()]
-        progress.add(train_step(net, centers, optimizer, data, batch, weights, lam, alpha, rt))
+        progress.add(train_step(net, centers, optimizer, data, batch, weights, lam, alpha, rt,
+                                autocast))
         progress.step += 1
         step = progress.step
 
