@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from pyser.training.config import ConfigError, TrainConfig, apply_overrides, load_config
