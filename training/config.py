@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,17 +31,24 @@ from pyser.training.splits import default_split
 
 __all__ = [
     "CONFIG_DIR",
+    "CSV_PREFIX",
     "DATA_ENV",
     "DEFAULT_DATA_DIR",
     "ConfigError",
+    "CorpusSource",
     "ExperimentSpec",
     "TrainConfig",
     "apply_overrides",
     "find_config",
     "load_config",
+    "corpus_source",
     "load_experiment",
+    "parse_corpus_list",
     "resolve_data_root",
 ]
+
+#: Prefix of a corpus-list entry that names a CSV manifest: ``"csv:/data/mine/manifest.csv"``.
+CSV_PREFIX = "csv:"
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 #: Environment variable naming the folder that holds the corpora (emodb/, ravdess/, ...).
@@ -94,6 +102,43 @@ class ConfigError(ValueError):
     """A bad configuration file or override (unknown key, wrong type, bad value)."""
 
 
+@dataclass(frozen=True)
+class CorpusSource:
+    """One corpus of a run: ``name`` (what utterances, folds and metrics call it), ``kind``
+    (the loader: iemocap, emodb, ravdess, tess, csv) and ``root`` (its folder or manifest)."""
+
+    name: str
+    kind: str
+    root: Path
+
+
+def parse_corpus_list(text: str) -> list[str] | str:
+    """``"[emodb, ravdess]"`` (the bare ``--set corpus=[emodb,ravdess]`` form, which is not
+    TOML) as a list of names; any other string is returned as it is."""
+    text = text.strip()
+    if not (text.startswith("[") and text.endswith("]")):
+        return text
+    items = [item.strip().strip("\"'").strip() for item in text[1:-1].split(",")]
+    return [item for item in items if item]
+
+
+def corpus_source(entry: str, data_root: str = "") -> CorpusSource:
+    """The :class:`CorpusSource` of one ``corpus`` entry.
+
+    ``csv:PATH`` names a manifest (``~`` expanded, relative to the current folder; data_root
+    is not used); any other entry is a corpus name found by :func:`resolve_data_root`.
+    Raises FileNotFoundError when the folder or manifest does not exist.
+    """
+    if entry.lower().startswith(CSV_PREFIX):
+        path = Path(entry[len(CSV_PREFIX):]).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(
+                f"corpus entry {entry!r}: manifest {path.absolute()} does not exist"
+            )
+        return CorpusSource(entry, "csv", path)
+    return CorpusSource(entry.lower(), entry.lower(), resolve_data_root(entry, data_root or None))
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run depends on. Units are in the names where they matter."""
@@ -101,8 +146,10 @@ class TrainConfig:
     # --- what to run, on which data
     experiment: str = "default"
     """Run name: results go to ``out_dir/<experiment>/``."""
-    corpus: str = "iemocap"
-    """iemocap | emodb | ravdess | tess | csv (see pyser.training.datasets.load_corpus)."""
+    corpus: str | list[str] = "iemocap"
+    """iemocap | emodb | ravdess | tess | csv (see pyser.training.datasets.load_corpus), or a
+    list of several, e.g. ``["emodb", "ravdess", "tess"]``, pooled in one run (entries may
+    also be ``"csv:PATH"`` manifests; see docs/training.md, "Several corpora in one run")."""
     data_root: str = ""
     """Corpus folder (csv: the manifest); ``{corpus}`` is replaced by the corpus name; relative
     paths are taken from the current directory. Empty: ``$PYSER_DATA/<corpus>``, else
@@ -186,6 +233,8 @@ class TrainConfig:
 
     # ------------------------------------------------------------------ helpers
     def __post_init__(self) -> None:
+        if isinstance(self.corpus, str):
+            self.corpus = parse_corpus_list(self.corpus)
         self.validate()
 
     def validate(self) -> None:
@@ -223,15 +272,61 @@ class TrainConfig:
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if "kind" in self.features:
             raise ConfigError("set the feature kind with feature_kind, not features.kind")
+        self._validate_corpus()
+
+    def _validate_corpus(self) -> None:
+        """A corpus list: non-empty, known names or ``csv:PATH``, no repeats; several corpora
+        need ``{corpus}`` in a data_root (else they would all be read from one folder)."""
+        if isinstance(self.corpus, str):
+            return  # a single name is checked by the loader, as always
+        from pyser.training.datasets import CORPORA
+
+        entries = self.corpus
+        if not entries:
+            raise ConfigError("corpus is an empty list; name at least one corpus")
+        for e in entries:
+            if e.lower() in ("csv", CSV_PREFIX) or (
+                not e.lower().startswith(CSV_PREFIX) and e.lower() not in CORPORA
+            ):
+                raise ConfigError(
+                    f"corpus list entry {e!r} is not a corpus; use one of "
+                    f"{', '.join(sorted(set(CORPORA) - {'csv'}))} or csv:PATH (a manifest)"
+                )
+        repeated = sorted({e for e in entries if entries.count(e) > 1})
+        if repeated:
+            raise ConfigError(f"corpus list names {', '.join(repeated)} more than once")
+        named = [e for e in entries if not e.lower().startswith(CSV_PREFIX)]
+        if len(named) > 1 and self.data_root and "{corpus}" not in self.data_root:
+            raise ConfigError(
+                f"data_root={self.data_root!r} has no {{corpus}} but corpus lists "
+                f"{', '.join(named)}: every corpus would be read from the same folder; use "
+                "e.g. data_root=/data/{corpus}, or leave data_root empty"
+            )
+
+    def corpus_entries(self) -> list[str]:
+        """The corpus entries of the run: ``[corpus]`` for a single name, else the list."""
+        return [self.corpus] if isinstance(self.corpus, str) else list(self.corpus)
+
+    def corpus_label(self) -> str:
+        """The corpus, or the corpora joined by ``+``, for logs, titles and results."""
+        return "+".join(self.corpus_entries())
+
+    def corpus_sources(self) -> list[CorpusSource]:
+        """Where every corpus of the run is (:func:`corpus_source`); FileNotFoundError when
+        one is missing."""
+        return [corpus_source(e, self.data_root) for e in self.corpus_entries()]
 
     def split_kind(self) -> str:
-        """'paper' or 'speaker' (``auto`` resolves by corpus)."""
+        """'paper' or 'speaker' (``auto`` resolves by corpus: :func:`default_split`)."""
         if self.split != "auto":
             return self.split
-        return default_split(self.corpus)
+        return default_split(self.corpus_entries())
 
     def resolved_data_root(self) -> Path:
-        """The corpus folder (:func:`resolve_data_root`); FileNotFoundError when missing."""
+        """The folder of a single corpus (:func:`resolve_data_root`); FileNotFoundError when
+        missing, ConfigError for a list of corpora (use :meth:`corpus_sources`)."""
+        if not isinstance(self.corpus, str):
+            raise ConfigError("corpus is a list; each corpus has its own folder (corpus_sources)")
         return resolve_data_root(self.corpus, self.data_root)
 
     def feature_config(self):  # -> pyser.FeatureConfig (imported lazily)
@@ -302,6 +397,8 @@ def _coerce(key: str, value: Any, typ: Any, source: str) -> Any:
         return ConfigError(f"{key} in {source} must be {expected}, got {value!r}")
 
     origin = typing.get_origin(typ)
+    if origin in (types.UnionType, typing.Union):
+        return _coerce_union(key, value, typ, source)
     if typ is bool:
         if not isinstance(value, bool):
             raise bad("true or false")
@@ -330,6 +427,19 @@ def _coerce(key: str, value: Any, typ: Any, source: str) -> Any:
             raise bad("a table")
         return dict(value)
     raise ConfigError(f"unsupported type {typ} for {key}")  # pragma: no cover
+
+
+def _coerce_union(key: str, value: Any, typ: Any, source: str) -> Any:
+    """The first arm of ``typ`` (e.g. ``str | list[str]``) that accepts ``value``."""
+    for arm in typing.get_args(typ):
+        if typing.get_origin(arm) is list and not isinstance(value, (list, tuple)):
+            continue  # a scalar is not promoted to a list here: str takes it
+        try:
+            return _coerce(key, value, arm, source)
+        except ConfigError:
+            continue
+    names = " or ".join(getattr(a, "__name__", str(a)) for a in typing.get_args(typ))
+    raise ConfigError(f"{key} in {source} must be {names}, got {value!r}")
 
 
 def _parse_value(text: str) -> Any:

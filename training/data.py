@@ -1,7 +1,9 @@
-"""A corpus made ready for training: its usable utterances, labels, folds and features."""
+"""A corpus (or several pooled) made ready for training: usable utterances, labels, folds and
+features."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,13 +12,13 @@ import torch
 
 from pyser.training.cache import FeatureCache
 from pyser.training.config import ConfigError, TrainConfig
-from pyser.training.datasets import TASKS, load_corpus
+from pyser.training.datasets import EMOTIONS, TASKS, LoadReport, Utterance, load_corpora
 from pyser.training.losses import class_counts
 from pyser.training.runtime import Runtime
-from pyser.training.splits import make_folds
+from pyser.training.splits import Fold, make_folds
 from pyser.training.store import FeatureStore
 
-__all__ = ["PreparedData", "prepare_data"]
+__all__ = ["PreparedData", "corpus_info", "fold_sizes_by_corpus", "prepare_data", "select_folds"]
 
 
 @dataclass
@@ -34,14 +36,16 @@ class PreparedData:
 
 
 def prepare_data(cfg: TrainConfig, rt: Runtime | None = None) -> PreparedData:
-    """Load the corpus, make the folds and the feature store (rank 0 fills the cache first)."""
+    """Load the corpus (or corpora), make the folds and the feature store (rank 0 fills the
+    cache first)."""
     rt = rt or Runtime(torch.device("cpu"))
-    root = cfg.resolved_data_root()
-    corpus = load_corpus(cfg.corpus, root, cfg.task)
+    sources = cfg.corpus_sources()
+    utts, reports = load_corpora([(s.name, s.kind, s.root) for s in sources], cfg.task)
     labels = TASKS[cfg.task]
-    utts = [u for u in corpus if u.label in labels]
+    where = ", ".join(f"{s.name} at {s.root}" for s in sources)
+    utts = [u for u in utts if u.label in labels]
     if not utts:
-        raise ValueError(f"no {cfg.task} utterances in corpus {cfg.corpus} at {root}")
+        raise ValueError(f"no {cfg.task} utterances in {where}")
     # Features first: utterances whose audio cannot be used are left out before the split.
     fc = cfg.feature_config()
     cache = FeatureCache(cfg.cache_dir, fc)
@@ -55,32 +59,31 @@ def prepare_data(cfg: TrainConfig, rt: Runtime | None = None) -> PreparedData:
         store = FeatureStore(utts, cache, max_frames, cfg.preload, False, keep_full)
     utts = store.utts
     if not utts:
-        raise ValueError(f"no usable {cfg.task} utterances in corpus {cfg.corpus} at {root}")
-    # Files left out: the loader's problems (bad names, unreadable headers, missing audio)
+        raise ValueError(f"no usable {cfg.task} utterances in {where}")
+    # Files left out: the loaders' problems (bad names, unreadable headers, missing audio)
     # and the audio the feature store could not use.
-    skipped = [{"path": str(path), "reason": reason} for path, reason in corpus.report.problems]
+    skipped = [
+        {"path": str(path), "reason": reason}
+        for report in reports.values()
+        for path, reason in report.problems
+    ]
     skipped += [{"path": str(u.path), "reason": reason} for u, reason in store.skipped]
     y = np.array([labels.index(u.label) for u in utts], dtype=np.int64)
     kind = cfg.split_kind()
-    folds = make_folds(kind, utts, cfg.n_folds, list(cfg.seeds))
-    if cfg.folds:
-        available = sorted({f.fold for f in folds})
-        missing = sorted(set(cfg.folds) - set(available))
-        if missing:
-            raise ConfigError(f"folds {missing} do not exist; this split has folds {available}")
-        folds = [f for f in folds if f.fold in set(cfg.folds)]
+    folds = select_folds(make_folds(kind, utts, cfg.n_folds, list(cfg.seeds)), cfg.folds)
     n_cropped = int((store.full_lengths > max_frames).sum())
+    several = len(sources) > 1
     info = {
-        "corpus": cfg.corpus,
-        "data_root": str(root),
+        "corpus": cfg.corpus_label(),
+        "data_root": {s.name: str(s.root) for s in sources} if several else str(sources[0].root),
         "task": cfg.task,
         "labels": list(labels),
         "n_utterances": len(utts),
         "class_counts": {labels[c]: int(n) for c, n in enumerate(class_counts(y, len(labels)))},
-        "excluded": dict(corpus.report.excluded),
+        "excluded": _excluded(reports, several),
         "n_skipped": len(skipped),
         "skipped": skipped,
-        "n_speakers": len({u.speaker for u in utts}),
+        "n_speakers": len({(u.corpus, u.speaker) for u in utts}),
         "split": kind,
         "n_folds_run": len(folds),
         "feature_config": fc.to_dict(),
@@ -88,4 +91,63 @@ def prepare_data(cfg: TrainConfig, rt: Runtime | None = None) -> PreparedData:
         "n_cropped": n_cropped,
         "hours": float(sum(u.duration_s for u in utts) / 3600.0),
     }
+    if several:
+        info["corpora"] = corpus_info(utts, reports, labels)
+        info["fold_sizes_by_corpus"] = {
+            f"r{f.repeat}_f{f.fold}": fold_sizes_by_corpus(utts, f) for f in folds
+        }
     return PreparedData(utts, tuple(labels), y, folds, store, fc, kind, info)
+
+
+def select_folds(folds: list[Fold], wanted: list[int]) -> list[Fold]:
+    """The folds whose index is in ``wanted`` (all when empty); ConfigError naming the
+    indices that do not exist."""
+    if not wanted:
+        return folds
+    available = sorted({f.fold for f in folds})
+    missing = sorted(set(wanted) - set(available))
+    if missing:
+        raise ConfigError(f"folds {missing} do not exist; this split has folds {available}")
+    return [f for f in folds if f.fold in set(wanted)]
+
+
+def _excluded(reports: dict[str, LoadReport], several: bool) -> dict[str, int]:
+    """Utterances excluded by the task, by the corpus's own emotion code (``corpus:code``
+    when several corpora are loaded)."""
+    out: dict[str, int] = {}
+    for name, report in reports.items():
+        for code, n in report.excluded.items():
+            out[f"{name}:{code}" if several else code] = int(n)
+    return out
+
+
+def corpus_info(
+    utts: Sequence[Utterance], reports: dict[str, LoadReport], labels: Sequence[str]
+) -> dict[str, dict]:
+    """Per corpus: its folder, the usable utterances, their class counts, speakers, and the
+    utterances the task excluded (by the corpus's own code and emotion name)."""
+    out = {}
+    for name, report in reports.items():
+        mine = [u for u in utts if u.corpus == name]
+        names = EMOTIONS.get(report.corpus, {})
+        out[name] = {
+            "data_root": str(report.root),
+            "n_utterances": len(mine),
+            "class_counts": {lab: sum(u.label == lab for u in mine) for lab in labels},
+            "n_speakers": len({u.speaker for u in mine}),
+            "excluded": {
+                f"{code} ({names[code]})" if names.get(code) else code: int(n)
+                for code, n in sorted(report.excluded.items())
+            },
+        }
+    return out
+
+
+def fold_sizes_by_corpus(utts: Sequence[Utterance], fold: Fold) -> dict[str, dict[str, int]]:
+    """``{corpus: {"train": n, "dev": n, "test": n}}`` of one fold."""
+    corpora = sorted({u.corpus for u in utts})
+    out = {c: {"train": 0, "dev": 0, "test": 0} for c in corpora}
+    for part in ("train", "dev", "test"):
+        for i in getattr(fold, part):
+            out[utts[i].corpus][part] += 1
+    return out

@@ -26,10 +26,11 @@ scheme, or that cannot be read, are *problems*: each is logged with its path
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,7 @@ __all__ = [
     "Utterance",
     "check_iemocap_count",
     "label_map",
+    "load_corpora",
     "load_corpus",
     "load_csv",
     "load_emodb",
@@ -206,7 +208,11 @@ class LoadReport:
 
     def summary(self) -> str:
         kept = ", ".join(f"{k} {v}" for k, v in sorted(self.kept.items()))
-        excl = ", ".join(f"{k} {v}" for k, v in sorted(self.excluded.items())) or "none"
+        names = EMOTIONS.get(self.corpus, {})
+        excl = ", ".join(
+            f"{k} ({names[k]}) {v}" if names.get(k) and names[k] != k else f"{k} {v}"
+            for k, v in sorted(self.excluded.items())
+        ) or "none"
         return (
             f"{self.corpus} ({self.root}, task {self.task}): kept {self.n_kept} [{kept}]; "
             f"excluded {sum(self.excluded.values())} [{excl}]; "
@@ -648,6 +654,32 @@ CORPORA: dict[str, Callable[..., CorpusList]] = {
     "tess": load_tess,
     "csv": load_csv,
 }
+
+
+def load_corpora(
+    sources: Sequence[tuple[str, str, str | Path]], task: str | None = "4class"
+) -> tuple[list[Utterance], dict[str, LoadReport]]:
+    """Load several corpora, each with its own loader and label map, and concatenate them.
+
+    ``sources`` holds ``(name, kind, root)``: ``kind`` is the loader (:func:`load_corpus`),
+    ``name`` the corpus every utterance then carries (``Utterance.corpus``; it differs from
+    ``kind`` only for manifests, e.g. ``csv:/data/a.csv``, so two manifests stay apart).
+    Speakers stay per corpus: splits key them by ``(corpus, speaker)``. Each load report is
+    logged by its loader (what was kept, and what the task excludes, e.g. RAVDESS calm). Returns the
+    utterances (corpus by corpus, in the order given) and the report of each corpus.
+    """
+    names = [name for name, _, _ in sources]
+    if not names:
+        raise ValueError("no corpora to load")
+    if len(set(names)) != len(names):
+        raise ValueError(f"corpus names repeat in {names}")
+    utts: list[Utterance] = []
+    reports: dict[str, LoadReport] = {}
+    for name, kind, root in sources:
+        loaded = load_corpus(kind, root, task)  # its loader logs the report's summary
+        reports[name] = loaded.report
+        utts += [u if u.corpus == name else dataclasses.replace(u, corpus=name) for u in loaded]
+    return utts, reports
 
 
 def load_corpus(name: str, root: str | Path, task: str | None = "4class") -> CorpusList:

@@ -279,7 +279,7 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> dict:
         [r["summary"] for r in rows],
         key,
         out_dir / f"{key}.png",
-        title=f"{spec.config.experiment} ({spec.config.corpus})",
+        title=f"{spec.config.experiment} ({spec.config.corpus_label()})",
     )
     named = [(f"{key}={v:g}", out) for v, out in zip(spec.sweep_values, outs)]
     for name, out in named:

@@ -22,7 +22,13 @@ from pyser.training.config import TrainConfig
 from pyser.training.data import PreparedData
 from pyser.training.metrics import summarize
 
-__all__ = ["fold_provenance", "summarize_folds", "write_fold", "write_results"]
+__all__ = [
+    "fold_provenance",
+    "summarize_by_corpus",
+    "summarize_folds",
+    "write_fold",
+    "write_results",
+]
 
 
 def fold_provenance(cfg: TrainConfig, data: PreparedData, fold: Any, result: dict) -> dict:
@@ -104,9 +110,26 @@ def summarize_folds(results: Sequence[dict], split: str = "test") -> dict:
     return out
 
 
+def summarize_by_corpus(results: Sequence[dict]) -> dict:
+    """Per corpus: mean ± std of test UA/WA/macro-F1 over the folds (and repeats) that test
+    it (``n``: how many), from each fold's ``test_by_corpus``; {} for single-corpus runs."""
+    corpora = sorted({c for r in results for c in r.get("test_by_corpus", {})})
+    out = {}
+    for c in corpora:
+        reports = [r["test_by_corpus"][c] for r in results if c in r.get("test_by_corpus", {})]
+        s = summarize([dict(rep, confusion=np.asarray(rep["confusion"])) for rep in reports])
+        out[c] = {m: s[m] for m in ("ua", "wa", "macro_f1")}
+        out[c]["confusion"] = s["confusion"].tolist() if "confusion" in s else None
+    return out
+
+
 def write_results(exp_dir: Path, cfg: TrainConfig, info: dict, results: Sequence[dict]) -> dict:
-    """results.json, results.md and results.csv in ``exp_dir``; returns the summary dict."""
+    """results.json, results.md and results.csv in ``exp_dir``; returns the summary dict
+    (``test``, ``dev``, and with several corpora ``test_by_corpus``)."""
     summary = {"test": summarize_folds(results, "test"), "dev": summarize_folds(results, "dev")}
+    by_corpus = summarize_by_corpus(results)
+    if by_corpus:
+        summary["test_by_corpus"] = by_corpus
     doc = {
         "experiment": cfg.experiment,
         "config": cfg.to_dict(),
@@ -175,6 +198,7 @@ def _results_markdown(cfg: TrainConfig, info: dict, summary: dict, rows: list[tu
         f"**{pct(s['wa']['mean'])} ± {pct(s['wa']['std'])}** | "
         f"**{pct(s['macro_f1']['mean'])} ± {pct(s['macro_f1']['std'])}** | |"
     )
+    md += _corpus_markdown(summary.get("test_by_corpus", {}), info)
     if s.get("confusion") is not None:
         md += [
             "",
@@ -190,19 +214,57 @@ def _results_markdown(cfg: TrainConfig, info: dict, summary: dict, rows: list[tu
     return "\n".join(md) + "\n"
 
 
+def _corpus_markdown(by_corpus: dict, info: dict) -> list[str]:
+    """results.md lines of a multi-corpus run: each corpus's data and test metrics (mean ±
+    std over the folds that test it), then the pooled row; [] for a single corpus."""
+    if not by_corpus:
+        return []
+    pct = _pct
+    corpora = info.get("corpora", {})
+    md = [
+        "",
+        "Test metrics per corpus (mean ± std over the folds that test the corpus):",
+        "",
+        "| corpus | utterances | excluded by the task | folds tested | test UA % | test WA % "
+        "| test macro-F1 % |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
+    for c, m in by_corpus.items():
+        meta = corpora.get(c, {})
+        excluded = ", ".join(f"{k} {v}" for k, v in meta.get("excluded", {}).items()) or "none"
+        md.append(
+            f"| {c} | {meta.get('n_utterances', '')} | {excluded} | {m['ua']['n']} | "
+            + " | ".join(f"{pct(m[k]['mean'])} ± {pct(m[k]['std'])}" for k in ("ua", "wa",
+                                                                             "macro_f1"))
+            + " |"
+        )
+    return md
+
+
 def _results_csv(cfg: TrainConfig, summary: dict, rows: list[tuple]) -> str:
-    """results.csv: one row per fold, then the mean and std rows."""
+    """results.csv: one row per fold, then the mean and std rows (pooled, then ``<corpus> mean``
+    and ``<corpus> std`` per corpus in multi-corpus runs)."""
     s = summary["test"]
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["experiment", "row", "best_step", "test_ua", "test_wa", "test_macro_f1", "test_n"])
     for f, b, ua, wa, f1, n in rows:
         w.writerow([cfg.experiment, f, b, f"{ua:.6f}", f"{wa:.6f}", f"{f1:.6f}", n])
+    pooled_and_corpora = [("", s)] + [
+        (f"{c} ", sc) for c, sc in summary.get("test_by_corpus", {}).items()
+    ]
+    for prefix, summ in pooled_and_corpora:
+        _csv_summary_rows(w, cfg, prefix, summ)
+    return buf.getvalue()
+
+
+def _csv_summary_rows(w: Any, cfg: TrainConfig, prefix: str, s: dict) -> None:
+    """The ``<prefix>mean`` and ``<prefix>std`` rows of one summary (pooled or a corpus)."""
     for stat in ("mean", "std"):
         w.writerow(
             [
                 cfg.experiment,
-                stat,
+                f"{prefix}{stat}",
                 "",
                 f"{s['ua'][stat]:.6f}",
                 f"{s['wa'][stat]:.6f}",
@@ -210,4 +272,3 @@ def _results_csv(cfg: TrainConfig, summary: dict, rows: list[tuple]) -> str:
                 "",
             ]
         )
-    return buf.getvalue()

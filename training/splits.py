@@ -25,6 +25,15 @@ for dev exactly once per repeat, and no speaker is in two of train/dev/test.
 It needs at least 3 speakers; with fewer speakers than ``n_folds``, ``n_folds``
 is reduced to the number of speakers and a warning is logged.
 
+**Several corpora** (:func:`stratified_speaker_folds`, chosen by :func:`make_folds` for
+``"speaker"`` whenever the utterances come from more than one corpus): speakers are dealt
+into the ``n_folds`` groups *corpus by corpus*, each corpus balanced by utterance count on
+its own, so every fold trains (and nearly always tests) on every corpus. A corpus with
+fewer speakers than folds (TESS: 2) gets its speakers placed in groups that no fold's
+test + dev pair covers (with 5 groups and 2 speakers: non-adjacent groups), so every
+fold's training part still holds it; when that is impossible (1 speaker, or 2 with 3
+folds) the split is refused with a message naming the corpus.
+
 :func:`default_split` is the one place that picks the paper split for IEMOCAP and
 speaker-independent folds elsewhere; :func:`make_folds` builds the folds of a named split
 and :func:`default_folds` those of a corpus's default split.
@@ -52,6 +61,8 @@ __all__ = [
     "paper_subsets",
     "speaker_folds",
     "speaker_groups",
+    "stratified_speaker_folds",
+    "stratified_speaker_groups",
     "validate_folds",
 ]
 
@@ -214,6 +225,25 @@ def speaker_folds(
         ValueError: fewer than 3 speakers, ``n_folds < 3``, or utterances with
             unknown speakers (a manifest without a speaker column).
     """
+    n_folds = _check_speakers(utts, n_folds, seeds, group)
+    keys = [group(u) for u in utts]
+    folds = []
+    for r, seed in enumerate(seeds):
+        groups = speaker_groups(utts, n_folds, seed, group)
+        where = {s: g for g, members in enumerate(groups) for s in members}
+        gid = np.array([where[k] for k in keys], dtype=np.int64)
+        folds += _rotate_groups(gid, n_folds, r, seed)
+    return folds
+
+
+def _check_speakers(
+    utts: Sequence[Utterance],
+    n_folds: int,
+    seeds: Sequence[int],
+    group: Callable[[Utterance], Hashable],
+) -> int:
+    """Check the input of a speaker-independent split; returns the number of folds to make
+    (``n_folds``, reduced to the number of speakers when there are fewer, with a warning)."""
     _check_input(utts, n_folds, seeds, minimum=3)
     unknown = sum(1 for u in utts if u.speaker == UNKNOWN_SPEAKER)
     if unknown:
@@ -234,18 +264,157 @@ def speaker_folds(
             n_speakers,
         )
         n_folds = n_speakers
+    return n_folds
+
+
+def _rotate_groups(gid: np.ndarray, n_folds: int, repeat: int, seed: int) -> list[Fold]:
+    """Fold k: test group k, dev group k+1 (mod n_folds), train the rest."""
+    folds = []
+    for k in range(n_folds):
+        d = (k + 1) % n_folds
+        test = np.flatnonzero(gid == k).tolist()
+        dev = np.flatnonzero(gid == d).tolist()
+        train = np.flatnonzero((gid != k) & (gid != d)).tolist()
+        folds.append(Fold(train, dev, test, repeat, k, seed, "speaker"))
+    return folds
+
+
+# --------------------------------------------------------------------------- several corpora
+
+
+def _corpus_utts(utts: Sequence[Utterance]) -> dict[str, list[Utterance]]:
+    """The utterances of each corpus, corpora in sorted order."""
+    by: dict[str, list[Utterance]] = defaultdict(list)
+    for u in utts:
+        by[u.corpus].append(u)
+    return {c: by[c] for c in sorted(by)}
+
+
+def _keeps_corpus_in_train(groups: Sequence[int], n_groups: int) -> bool:
+    """True when no fold (test k, dev k+1) holds every one of ``groups``."""
+    return all(not set(groups) <= {k, (k + 1) % n_groups} for k in range(n_groups))
+
+
+def _place_few_speakers(
+    corpus: str,
+    counts: Counter,
+    totals: np.ndarray,
+    rng: np.random.Generator,
+) -> dict[Hashable, int]:
+    """Groups for the speakers of a corpus with fewer speakers than groups.
+
+    Tries every set of ``len(counts)`` distinct groups that leaves at least one speaker in
+    every fold's training part, deals the speakers (largest first) to the emptiest chosen
+    groups, and keeps the choice with the smallest spread of group totals (random order
+    among equals). Raises ValueError when no such set exists (one speaker, or two with
+    three groups).
+    """
+    from itertools import combinations
+
+    n_groups = len(totals)
+    speakers = sorted(counts, key=lambda s: (-counts[s], repr(s)))
+    choices = [
+        c for c in combinations(range(n_groups), len(speakers))
+        if _keeps_corpus_in_train(c, n_groups)
+    ]
+    if not choices:
+        raise ValueError(
+            f"corpus {corpus!r} has {len(speakers)} speaker(s): with {n_groups} folds some fold "
+            "would have all of them in test and dev and none in training; use at least 4 "
+            "folds (2 speakers) or leave the corpus out of the pooled run"
+        )
+    best, best_spread = None, None
+    for i in rng.permutation(len(choices)):
+        t = totals.copy()
+        where = {}
+        for s in speakers:
+            g = min(choices[i], key=lambda g: (t[g], g))
+            where[s] = g
+            t[g] += counts[s]
+        spread = int(t.max() - t.min())
+        if best_spread is None or spread < best_spread:
+            best, best_spread = where, spread
+    assert best is not None
+    return best
+
+
+def _place_corpus_groups(
+    groups: list[list[Hashable]], counts: Counter, totals: np.ndarray
+) -> dict[Hashable, int]:
+    """Match a corpus's balanced speaker groups to the pooled groups: the largest corpus
+    group goes to the pooled group with the fewest utterances so far, and so on."""
+    sizes = [sum(counts[s] for s in g) for g in groups]
+    free = list(range(len(totals)))
+    where = {}
+    for gi in sorted(range(len(groups)), key=lambda i: (-sizes[i], i)):
+        target = min(free, key=lambda g: (totals[g], g))
+        free.remove(target)
+        totals[target] += sizes[gi]
+        where.update({s: target for s in groups[gi]})
+    return where
+
+
+def stratified_speaker_groups(
+    utts: Sequence[Utterance],
+    n_groups: int,
+    seed: int = 0,
+    group: Callable[[Utterance], Hashable] = _default_group,
+) -> dict[Hashable, int]:
+    """The group (0 .. n_groups-1) of every speaker, dealt corpus by corpus.
+
+    Corpora with fewer speakers than groups are placed first
+    (:func:`_place_few_speakers`: in groups such that every fold trains on some of them);
+    then each other corpus's speakers are dealt into ``n_groups`` groups balanced by
+    utterance count (:func:`speaker_groups`), matched to the pooled groups so that the
+    pooled totals stay balanced too.
+    """
+    rng = np.random.default_rng(seed)
+    per_corpus = _corpus_utts(utts)
+    counts = {c: Counter(group(u) for u in us) for c, us in per_corpus.items()}
+    totals = np.zeros(n_groups, dtype=np.int64)
+    where: dict[Hashable, int] = {}
+    few = [c for c in per_corpus if len(counts[c]) < n_groups]
+    many = [c for c in per_corpus if len(counts[c]) >= n_groups]
+    for c in sorted(few, key=lambda c: (-sum(counts[c].values()), c)):
+        placed = _place_few_speakers(c, counts[c], totals, rng)
+        for s, g in placed.items():
+            totals[g] += counts[c][s]
+        where.update(placed)
+    for c in sorted(many, key=lambda c: (-sum(counts[c].values()), c)):
+        groups = speaker_groups(per_corpus[c], n_groups, int(rng.integers(2**31)), group)
+        where.update(_place_corpus_groups(groups, counts[c], totals))
+    return where
+
+
+def stratified_speaker_folds(
+    utts: Sequence[Utterance],
+    n_folds: int = 5,
+    seeds: Sequence[int] = (0,),
+    group: Callable[[Utterance], Hashable] = _default_group,
+) -> list[Fold]:
+    """Speaker-independent folds over several corpora, every fold training on every corpus.
+
+    Speakers are dealt into ``n_folds`` groups corpus by corpus
+    (:func:`stratified_speaker_groups`); fold ``k`` tests group ``k``, uses group ``k + 1``
+    (mod ``n_folds``) as dev and the rest as train, as :func:`speaker_folds` does.
+
+    Raises:
+        ValueError: as :func:`speaker_folds`; also when a corpus has too few speakers to
+            be in every fold's training part, or a group would be empty.
+    """
+    n_folds = _check_speakers(utts, n_folds, seeds, group)
     keys = [group(u) for u in utts]
     folds = []
     for r, seed in enumerate(seeds):
-        groups = speaker_groups(utts, n_folds, seed, group)
-        where = {s: g for g, members in enumerate(groups) for s in members}
+        where = stratified_speaker_groups(utts, n_folds, seed, group)
         gid = np.array([where[k] for k in keys], dtype=np.int64)
-        for k in range(n_folds):
-            d = (k + 1) % n_folds
-            test = np.flatnonzero(gid == k).tolist()
-            dev = np.flatnonzero(gid == d).tolist()
-            train = np.flatnonzero((gid != k) & (gid != d)).tolist()
-            folds.append(Fold(train, dev, test, r, k, seed, "speaker"))
+        empty = sorted(set(range(n_folds)) - set(gid.tolist()))
+        if empty:
+            raise ValueError(
+                f"speaker groups {empty} of {n_folds} are empty: too few speakers for "
+                f"{n_folds} folds; lower n_folds"
+            )
+        folds += _rotate_groups(gid, n_folds, r, seed)
     return folds
 
 
@@ -253,9 +422,11 @@ def speaker_folds(
 SPLIT_KINDS = ("paper", "speaker")
 
 
-def default_split(corpus_name: str) -> str:
-    """``"paper"`` for IEMOCAP (to reproduce the paper), ``"speaker"`` for other corpora."""
-    return "paper" if corpus_name.lower() == "iemocap" else "speaker"
+def default_split(corpus_name: str | Sequence[str]) -> str:
+    """``"paper"`` for IEMOCAP alone (to reproduce the paper), ``"speaker"`` otherwise,
+    including every list of several corpora (IEMOCAP among them)."""
+    names = [corpus_name] if isinstance(corpus_name, str) else list(corpus_name)
+    return "paper" if len(names) == 1 and names[0].lower() == "iemocap" else "speaker"
 
 
 def make_folds(
@@ -264,16 +435,21 @@ def make_folds(
     n_folds: int = 5,
     seeds: Sequence[int] = (0,),
 ) -> list[Fold]:
-    """The folds of split ``kind``: :func:`paper_folds` or :func:`speaker_folds`."""
+    """The folds of split ``kind``: :func:`paper_folds`, or for ``"speaker"``
+    :func:`speaker_folds` when the utterances come from one corpus and
+    :func:`stratified_speaker_folds` when they come from several."""
     if kind not in SPLIT_KINDS:
         raise ValueError(f"split must be one of {SPLIT_KINDS}, got {kind!r}")
-    make = paper_folds if kind == "paper" else speaker_folds
-    return make(utts, n_folds, seeds)
+    if kind == "paper":
+        return paper_folds(utts, n_folds, seeds)
+    if len({u.corpus for u in utts}) > 1:
+        return stratified_speaker_folds(utts, n_folds, seeds)
+    return speaker_folds(utts, n_folds, seeds)
 
 
 def default_folds(
     utts: Sequence[Utterance],
-    corpus_name: str,
+    corpus_name: str | Sequence[str],
     n_folds: int = 5,
     seeds: Sequence[int] = (0,),
 ) -> list[Fold]:

@@ -44,7 +44,7 @@ from pyser._io import atomic_write_text, strict_json
 from pyser.model import CRNN
 from pyser.training.checkpoint import cpu_state, load_resumable, save_checkpoint, set_rng_state
 from pyser.training.config import TrainConfig
-from pyser.training.data import PreparedData, prepare_data
+from pyser.training.data import PreparedData, fold_sizes_by_corpus, prepare_data
 from pyser.training.events import EventLog
 from pyser.training.losses import CenterLoss, LossSchedule, class_counts, class_weights, joint_loss
 from pyser.training.metrics import format_summary, logits_report
@@ -254,6 +254,8 @@ def score_fold(
         model, data.store, parts.test, bs, device, want_z, crop=cfg.crop_eval
     )
     metrics = {"test": logits_report(data.y[parts.test], test_logits, n_classes)}
+    if "corpora" in data.info:  # several corpora: also each corpus's part of the test set
+        metrics["test_by_corpus"] = reports_by_corpus(data, parts.test, test_logits)
     dev_logits, _ = predict(model, data.store, parts.dev, bs, device, crop=cfg.crop_eval)
     metrics["dev"] = logits_report(data.y[parts.dev], dev_logits, n_classes)
     z_train = None
@@ -273,7 +275,25 @@ def score_fold(
     return metrics, embeddings
 
 
+def reports_by_corpus(data: PreparedData, idx: np.ndarray, logits: np.ndarray) -> dict:
+    """``{corpus: logits_report}`` over the utterances ``idx`` (rows of ``logits``), for
+    each corpus with at least one utterance among them."""
+    corpora = np.array([data.utts[i].corpus for i in idx])
+    out = {}
+    for c in sorted(set(corpora.tolist())):
+        rows = np.flatnonzero(corpora == c)
+        out[c] = logits_report(data.y[idx[rows]], logits[rows], len(data.labels))
+    return out
+
+
 # ============================================================================ one fold
+
+
+def _sizes_by_corpus(data: PreparedData, fold: Any) -> dict:
+    """``{"sizes_by_corpus": {corpus: {train, dev, test}}}`` with several corpora, else {}."""
+    if "corpora" not in data.info:
+        return {}
+    return {"sizes_by_corpus": fold_sizes_by_corpus(data.utts, fold)}
 
 
 def train_fold(
@@ -301,6 +321,9 @@ def train_fold(
                class_counts=parts.counts, device=str(device), world_size=rt.world_size)
         log.info("fold r%d f%d: train %d, dev %d, test %d utterances", fold.repeat, fold.fold,
                  len(parts.train), len(parts.dev), len(parts.test))
+        for c, n in _sizes_by_corpus(data, fold).get("sizes_by_corpus", {}).items():
+            log.info("fold r%d f%d: %s train %d, dev %d, test %d", fold.repeat, fold.fold, c,
+                     n["train"], n["dev"], n["test"])
     if len(parts.dev) == 0 or len(parts.test) == 0:
         raise ValueError(f"fold r{fold.repeat} f{fold.fold} has an empty dev or test set")
 
@@ -385,6 +408,7 @@ def train_fold(
         "split": data.split_kind,
         "seed": seed,
         "sizes": {"train": len(parts.train), "dev": len(parts.dev), "test": len(parts.test)},
+        **_sizes_by_corpus(data, fold),
         "class_counts": parts.counts,
         "best_step": progress.best["step"],
         "best_dev_ua": progress.best["ua"],
@@ -430,7 +454,7 @@ def run(cfg: TrainConfig, resume: bool = False, data: PreparedData | None = None
                    world_size=rt.world_size, torch=torch.__version__, data=data.info,
                    folds=[repr(f) for f in data.folds], config=cfg.to_dict())
             log.info("%s: %d utterances of %s (%s), %s split, %d fold runs, device %s x%d",
-                     cfg.experiment, data.info["n_utterances"], cfg.corpus,
+                     cfg.experiment, data.info["n_utterances"], cfg.corpus_label(),
                      data.info["class_counts"], data.split_kind, len(data.folds), rt.device,
                      rt.world_size)
         results = []
@@ -454,6 +478,8 @@ def run(cfg: TrainConfig, resume: bool = False, data: PreparedData | None = None
         if rt.is_main:
             events("end", summary={k: summary["test"][k] for k in ("ua", "wa", "macro_f1")})
             log.info("%s test: %s", cfg.experiment, format_summary(summary["test"]))
+            for c, sc in summary.get("test_by_corpus", {}).items():
+                log.info("%s test, %s: %s", cfg.experiment, c, format_summary(sc))
     return {
         "status": "done",
         "dir": str(exp_dir),
