@@ -53,35 +53,27 @@ inline Bits load_bits(const char* p) {
   return kSwap ? byte_swap(b) : b;
 }
 
+// The value of type Value stored at p, whose bytes are in the other byte order when swapped.
+template <typename Bits, typename Value>
+Value load(const char* p, bool swapped) {
+  static_assert(sizeof(Bits) == sizeof(Value), "Bits must be Value's size");
+  const Bits b = swapped ? load_bits<Bits, true>(p) : load_bits<Bits, false>(p);
+  Value v;
+  std::memcpy(&v, &b, sizeof v);
+  return v;
+}
+
 // Sample i of view as a double (exact for every supported type).
 double sample_value(const SampleView& view, size_t i) {
   const char* p =
       static_cast<const char*>(view.data) + static_cast<std::ptrdiff_t>(i) * view.stride;
   switch (view.type) {
-    case SampleType::kFloat32: {
-      uint32_t b;
-      std::memcpy(&b, p, sizeof b);
-      if (view.byte_swapped) b = byte_swap(b);
-      float v;
-      std::memcpy(&v, &b, sizeof v);
-      return v;
-    }
-    case SampleType::kFloat64: {
-      uint64_t b;
-      std::memcpy(&b, p, sizeof b);
-      if (view.byte_swapped) b = byte_swap(b);
-      double v;
-      std::memcpy(&v, &b, sizeof v);
-      return v;
-    }
-    case SampleType::kInt16: {
-      uint16_t b;
-      std::memcpy(&b, p, sizeof b);
-      if (view.byte_swapped) b = byte_swap(b);
-      int16_t v;
-      std::memcpy(&v, &b, sizeof v);
-      return v;
-    }
+    case SampleType::kFloat32:
+      return load<uint32_t, float>(p, view.byte_swapped);
+    case SampleType::kFloat64:
+      return load<uint64_t, double>(p, view.byte_swapped);
+    case SampleType::kInt16:
+      return load<uint16_t, int16_t>(p, view.byte_swapped);
   }
   return 0.0;
 }
