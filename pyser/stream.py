@@ -114,58 +114,60 @@ class Prediction:
 
 
 @dataclass(frozen=True)
-class SpeechStart:
+class _Moment:
+    """An event at one instant, ``time`` seconds from the stream start."""
+
+    time: float
+    type: ClassVar[str] = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "time": self.time}
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """Posteriors over the window ``[start, end)`` seconds."""
+
+    start: float
+    end: float
+    label: str
+    probabilities: dict[str, float]
+    type: ClassVar[str] = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "start": self.start, "end": self.end, "label": self.label,
+                "probabilities": dict(self.probabilities)}
+
+
+@dataclass(frozen=True)
+class SpeechStart(_Moment):
     """Speech began at ``time`` seconds (the start of the segment's first window)."""
 
-    time: float
     type: ClassVar[str] = "speech_start"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "time": self.time}
-
 
 @dataclass(frozen=True)
-class SpeechEnd:
+class SpeechEnd(_Moment):
     """Speech ended at ``time`` seconds (the end of the segment's utterance window)."""
 
-    time: float
     type: ClassVar[str] = "speech_end"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "time": self.time}
 
 
 @dataclass(frozen=True)
-class Partial:
+class Partial(_Scored):
     """Posteriors over the sliding window ``[start, end)`` seconds, once per hop in speech.
 
     ``probabilities`` are smoothed when the stream has ``smoothing_s`` > 0.
     """
 
-    start: float
-    end: float
-    label: str
-    probabilities: dict[str, float]
     type: ClassVar[str] = "partial"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "start": self.start, "end": self.end, "label": self.label,
-                "probabilities": dict(self.probabilities)}
 
 
 @dataclass(frozen=True)
-class Utterance:
+class Utterance(_Scored):
     """Posteriors over a whole speech segment ``[start, end)`` seconds, at its end."""
 
-    start: float
-    end: float
-    label: str
-    probabilities: dict[str, float]
     type: ClassVar[str] = "utterance"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "start": self.start, "end": self.end, "label": self.label,
-                "probabilities": dict(self.probabilities)}
 
 
 Event = SpeechStart | SpeechEnd | Partial | Utterance
