@@ -181,3 +181,18 @@ def test_distributed_update_equals_full_batch(tmp_path):
     cl.centers.copy_(torch.randn(3, 4, generator=g))
     cl.update(z, y, alpha=0.5)
     np.testing.assert_allclose(np.load(out), cl.centers.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_label_smoothing_is_cross_entropy_against_the_smoothed_target():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(10, 4, generator=g)
+    y = torch.randint(0, 4, (10,), generator=g)
+    w = torch.tensor([1.0, 2.0, 0.5, 3.0])
+    s = 0.2
+    target = torch.full((10, 4), s / 4)
+    target[torch.arange(10), y] += 1 - s
+    per = -(target * torch.log_softmax(logits, dim=1)).sum(dim=1)
+    want = (w[y] * per).sum() / w[y].sum()
+    got = weighted_cross_entropy(logits, y, w, label_smoothing=s)
+    assert torch.allclose(got, want, atol=1e-6)
+    assert not torch.allclose(got, weighted_cross_entropy(logits, y, w), atol=1e-3)

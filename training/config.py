@@ -191,8 +191,24 @@ class TrainConfig:
     """Center update rate."""
     warmup_steps: int = 20
     """Steps with lambda = 0 and alpha = 1 before the configured values apply."""
+    label_smoothing: float = 0.0
+    """Label smoothing of the cross-entropy (0: off)."""
     class_weighted: bool = True
     """Weight both losses by max(n)/(n_c + 0.5) of the training-label counts."""
+
+    # --- augmentation (pyser.training.augment; training batches only)
+    aug_gain_db: float = 0.0
+    """Random level offset per utterance, uniform in +-this many dB (0: off)."""
+    aug_freq_warp: float = 0.0
+    """Random stretch of the frequency axis by a factor in 1 +- this (0: off), e.g. 0.1."""
+    aug_time_masks: int = 0
+    """SpecAugment time masks per utterance (0: off)."""
+    aug_time_mask_frames: int = 30
+    """Maximum width of a time mask, in frames."""
+    aug_freq_masks: int = 0
+    """SpecAugment frequency masks per utterance (0: off)."""
+    aug_freq_mask_bins: int = 16
+    """Maximum width of a frequency mask, in bins."""
 
     # --- evaluation and model selection
     eval_every: int = 20
@@ -256,6 +272,14 @@ class TrainConfig:
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("aug_gain_db", "aug_time_masks", "aug_time_mask_frames",
+                     "aug_freq_masks", "aug_freq_mask_bins"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.aug_freq_warp < 0.5:
+            raise ConfigError(f"aug_freq_warp must be in [0, 0.5), got {self.aug_freq_warp}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         if self.center_lambda < 0:

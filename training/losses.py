@@ -96,6 +96,7 @@ def weighted_cross_entropy(
     targets: Tensor,
     weights: Tensor | None = None,
     weight_sum: Tensor | float | None = None,
+    label_smoothing: float = 0.0,
 ) -> Tensor:
     """Class-weighted softmax cross-entropy, ``sum_i w_{y_i} CE_i / sum_i w_{y_i}``.
 
@@ -105,11 +106,12 @@ def weighted_cross_entropy(
         weights: (C,) class weights, or None for the plain batch mean.
         weight_sum: the denominator to use instead of this batch's ``sum_i w_{y_i}``
             (distributed training passes the global sum divided by the world size).
+        label_smoothing: CE_i against ``(1 - s) * onehot + s / C`` (0: plain).
     Returns:
         scalar tensor.
     """
     w = _example_weights(targets, weights, logits)
-    ce = F.cross_entropy(logits, targets, reduction="none")
+    ce = F.cross_entropy(logits, targets, reduction="none", label_smoothing=label_smoothing)
     denom = w.sum() if weight_sum is None else weight_sum
     return (w * ce).sum() / denom
 
@@ -211,8 +213,9 @@ def joint_loss(
     weights: Tensor | None,
     lambda_: float,
     weight_sum: Tensor | float | None = None,
+    label_smoothing: float = 0.0,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``CE + lambda * L_c``; returns (total, ce, center), the last two for logging."""
-    ce = weighted_cross_entropy(logits, targets, weights, weight_sum)
+    ce = weighted_cross_entropy(logits, targets, weights, weight_sum, label_smoothing)
     cl = centers(z, targets, weights, weight_sum)
     return ce + lambda_ * cl, ce, cl

@@ -32,7 +32,9 @@ import logging
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,7 @@ from torch import Tensor, nn
 
 from pyser._io import atomic_write_text, strict_json
 from pyser.model import CRNN
+from pyser.training.augment import Augment
 from pyser.training.checkpoint import cpu_state, load_resumable, save_checkpoint, set_rng_state
 from pyser.training.config import TrainConfig
 from pyser.training.data import PreparedData, fold_sizes_by_corpus, prepare_data
@@ -168,6 +171,22 @@ def new_model(
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
+def make_augment(cfg: TrainConfig, model: CRNN, seed: int) -> Augment | None:
+    """The run's batch augmentation, or None when every transform is off; masks are filled
+    with the model's normalisation mean (the training mean of each bin)."""
+    augment = Augment(
+        fill=model.norm_mean.detach().float().cpu(),
+        seed=seed,
+        gain_db=cfg.aug_gain_db,
+        freq_warp=cfg.aug_freq_warp,
+        time_masks=cfg.aug_time_masks,
+        time_mask_frames=cfg.aug_time_mask_frames,
+        freq_masks=cfg.aug_freq_masks,
+        freq_mask_bins=cfg.aug_freq_mask_bins,
+    )
+    return augment if augment.active else None
+
+
 def wrap_for_training(model: CRNN, rt: Runtime) -> nn.Module:
     """``model`` as the loop calls it: ``(x, lengths) -> (logits, z)``, in DDP when distributed."""
     net: nn.Module = _WithEmbedding(model)
@@ -193,14 +212,19 @@ def train_step(
     alpha: float,
     rt: Runtime,
     autocast: torch.dtype | None = None,
+    augment: Callable[[Tensor, Tensor], Tensor] | None = None,
+    label_smoothing: float = 0.0,
 ) -> list[float]:
     """One optimiser step on this rank's share of ``batch``; returns the batch's
     (loss, ce, center) averaged over the ranks. ``autocast``: the forward pass's reduced
-    precision (None: float32); the losses are computed in float32 either way."""
+    precision (None: float32); the losses are computed in float32 either way. ``augment``:
+    ``(x, lengths) -> x`` applied to the collated frames (see pyser.training.augment)."""
     device = rt.device
     y_all = torch.as_tensor(data.y)
     shard = batch[rt.rank :: rt.world_size]
     x, lengths = collate([data.store.get(int(i)) for i in shard])
+    if augment is not None:
+        x = augment(x, lengths)
     x, lengths = x.to(device, non_blocking=True), lengths.to(device, non_blocking=True)
     y = y_all[torch.from_numpy(shard)].to(device)
     weight_sum = None
@@ -213,7 +237,7 @@ def train_step(
     with torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
         logits, z = net(x, lengths)
     logits, z = logits.float(), z.float()
-    loss, ce, cl = joint_loss(logits, z, y, centers, weights, lam, weight_sum)
+    loss, ce, cl = joint_loss(logits, z, y, centers, weights, lam, weight_sum, label_smoothing)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -337,6 +361,7 @@ def train_fold(
     weights = class_weights(parts.counts["train"]).to(device) if cfg.class_weighted else None
     schedule = LossSchedule(cfg.center_lambda, cfg.center_alpha, cfg.warmup_steps)
     sampler = BatchSampler(len(parts.train), cfg.batch_size, seed)
+    augment = make_augment(cfg, model, seed)
     if rt.world_size > sampler.batch_size:
         raise ValueError(f"batch of {sampler.batch_size} cannot be shared by {rt.world_size} ranks")
 
@@ -369,8 +394,9 @@ def train_fold(
     while progress.step < cfg.steps:
         lam, alpha = schedule.at(progress.step)
         batch = parts.train[sampler.next()]
+        step_augment = partial(augment.apply, step=progress.step) if augment else None
         progress.add(train_step(net, centers, optimizer, data, batch, weights, lam, alpha, rt,
-                                autocast))
+                                autocast, step_augment, cfg.label_smoothing))
         progress.step += 1
         step = progress.step
 
