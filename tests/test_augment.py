@@ -116,7 +116,8 @@ def test_augmented_training_resumes_bit_identically(tmp_path):
     corpus = make_corpus(tmp_path / "corpus")
     aug = {"aug_gain_db": 6.0, "aug_freq_warp": 0.1, "aug_time_masks": 2,
            "aug_time_mask_frames": 10, "aug_freq_masks": 2, "aug_freq_mask_bins": 8,
-           "label_smoothing": 0.1, "steps": 20, "save_embeddings": False}
+           "label_smoothing": 0.1, "lr_schedule": "cosine", "steps": 20,
+           "save_embeddings": False}
     full = run(tiny_config(corpus, tmp_path / "full", **aug))
     plain = run(tiny_config(corpus, tmp_path / "plain", steps=20, save_embeddings=False))
     assert full["folds"][0]["history"] != plain["folds"][0]["history"]  # it changed training
@@ -128,3 +129,18 @@ def test_augmented_training_resumes_bit_identically(tmp_path):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert resumed["folds"][0]["history"] == full["folds"][0]["history"]
+
+
+def test_cosine_learning_rate_runs_from_lr_to_the_final_fraction():
+    from pyser.training.train import learning_rate
+
+    flat = TrainConfig(lr=1e-3, steps=100, warmup_steps=10)
+    assert {learning_rate(flat, s) for s in range(100)} == {1e-3}
+    cos = TrainConfig(lr=1e-3, steps=100, warmup_steps=10, lr_schedule="cosine", lr_final=0.1)
+    lrs = [learning_rate(cos, s) for s in range(100)]
+    assert lrs[:11] == [1e-3] * 11
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    assert lrs[-1] == pytest.approx(1e-4)
+    assert lrs[10 + 89 // 2] == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5), rel=0.05)
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        TrainConfig(lr_schedule="step")

@@ -185,6 +185,11 @@ class TrainConfig:
     steps: int = 3520
     batch_size: int = 32
     lr: float = 3e-4
+    lr_schedule: str = "constant"
+    """constant (the authors') | cosine: from ``lr`` after the warm-up down to
+    ``lr * lr_final`` at the last step."""
+    lr_final: float = 0.05
+    """The cosine schedule's last learning rate, as a fraction of ``lr``."""
     center_lambda: float = 0.3
     """Weight of the center loss (0 trains with cross-entropy only)."""
     center_alpha: float = 0.5
@@ -280,6 +285,12 @@ class TrainConfig:
             raise ConfigError(f"aug_freq_warp must be in [0, 0.5), got {self.aug_freq_warp}")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ConfigError(
+                f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}"
+            )
+        if not 0 <= self.lr_final <= 1:
+            raise ConfigError(f"lr_final must be in [0, 1], got {self.lr_final}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         if self.center_lambda < 0:

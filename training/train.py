@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import sys
 import time
@@ -169,6 +170,17 @@ def new_model(
     model.set_normalization(mean, std)
     model = model.to(device)
     return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """The learning rate of 0-based ``step``: ``cfg.lr``, or with ``lr_schedule = "cosine"``
+    a half cosine from ``lr`` (after the loss warm-up) to ``lr * lr_final`` at the last step.
+    A function of the step alone, so a resumed run follows the same curve."""
+    if cfg.lr_schedule == "constant" or step < cfg.warmup_steps:
+        return cfg.lr
+    span = max(cfg.steps - 1 - cfg.warmup_steps, 1)
+    progress = min((step - cfg.warmup_steps) / span, 1.0)
+    return cfg.lr * (cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def make_augment(cfg: TrainConfig, model: CRNN, seed: int) -> Augment | None:
@@ -393,6 +405,8 @@ def train_fold(
     model.train()
     while progress.step < cfg.steps:
         lam, alpha = schedule.at(progress.step)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(cfg, progress.step)
         batch = parts.train[sampler.next()]
         step_augment = partial(augment.apply, step=progress.step) if augment else None
         progress.add(train_step(net, centers, optimizer, data, batch, weights, lam, alpha, rt,
