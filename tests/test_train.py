@@ -471,6 +471,39 @@ def test_sweep_experiment_writes_table_and_figures(corpus, tmp_path):
     check_figure(exp / "pca.png", (4.2 * 2, 3.8 * 2))  # train/test x two lambdas
 
 
+def test_variants_experiment_runs_each_variant_and_tables_them(corpus, tmp_path):
+    from pyser.training.experiments import run_experiment
+
+    p = tmp_path / "mini_ablation.toml"
+    p.write_text(
+        f'corpus = "csv"\ndata_root = "{corpus}"\nsplit = "speaker"\nn_folds = 3\nfolds = [0]\n'
+        "steps = 3\nbatch_size = 4\neval_every = 3\nbest_after_step = 0\nwarmup_steps = 1\n"
+        f'features = {{n_mels = 64}}\ncache_dir = "{tmp_path / "cache"}"\nout_dir = "{tmp_path}"\n'
+        "progress = false\neval_train = false\nnum_threads = 1\n"
+        "[variants.base]\n[variants.masked]\naug_time_masks = 2\naug_time_mask_frames = 5\n"
+        "[variants.smooth]\nlabel_smoothing = 0.2\ncenter_lambda = 0\n"
+    )
+    out = run_experiment(str(p), ["lr=1e-3"])
+    exp = tmp_path / "mini_ablation"
+    assert [r["name"] for r in out["rows"]] == ["base", "masked", "smooth"]
+    assert [r["lambda"] for r in out["rows"]] == [0.3, 0.3, 0.0]
+    cfgs = {v: json.loads((exp / v / "config.json").read_text()) for v in ("base", "masked",
+                                                                            "smooth")}
+    assert cfgs["masked"]["aug_time_masks"] == 2 and cfgs["base"]["aug_time_masks"] == 0
+    assert cfgs["smooth"]["label_smoothing"] == 0.2
+    assert {c["lr"] for c in cfgs.values()} == {1e-3}  # --set applies to every variant
+    md = (exp / "summary.md").read_text()
+    assert "| masked |" in md and "aug_time_masks = 2" in md and "base: the base config" in md
+    check_figure(exp / "confusion_smooth.png", (1.1 * 4 + 1.5, 1.1 * 4 + 1.0))
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[variants.x]\nno_such_key = 1\n")
+    with pytest.raises(ConfigError, match="no_such_key.*variant 'x'"):
+        run_experiment(str(bad))
+    bad.write_text("[variants.x]\nsteps = 'many'\n")
+    with pytest.raises(ConfigError, match="steps"):
+        run_experiment(str(bad))
+
+
 def test_plots_write_pngs(tmp_path):
     from pyser.training.plots import pca_fit, plot_confusion, plot_pca, plot_sweep
 

@@ -395,15 +395,24 @@ class TrainConfig:
 
 @dataclass
 class ExperimentSpec:
-    """A config file's content: the base config and an optional one-parameter sweep."""
+    """A config file's content: the base config and an optional one-parameter sweep or a
+    set of named variants (an ablation)."""
 
     config: TrainConfig
     path: Path | None = None
     sweep_key: str | None = None
     sweep_values: list[Any] = field(default_factory=list)
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """``{name: {key: value}}``: one run per variant, the base config with those keys."""
 
     def configs(self) -> list[TrainConfig]:
-        """One config per sweep value (experiment ``<name>/<key>=<value>``), or just the base."""
+        """One config per sweep value (experiment ``<name>/<key>=<value>``), per variant
+        (``<name>/<variant>``), or just the base."""
+        if self.variants:
+            return [
+                self.config.replace(**changes, experiment=f"{self.config.experiment}/{name}")
+                for name, changes in self.variants.items()
+            ]
         if not self.sweep_key:
             return [self.config]
         return [
@@ -554,6 +563,9 @@ def load_experiment(
     path = find_config(name_or_path) if name_or_path is not None else None
     data = _read_toml(path) if path is not None else {}
     sweep = data.pop("sweep", None)
+    variants = data.pop("variants", None)
+    if sweep is not None and variants is not None:
+        raise ConfigError(f"{path} has both [sweep] and [variants]; an experiment has one")
     if path is not None:
         data.setdefault("experiment", path.stem)
     cfg = TrainConfig.from_dict(data, source=str(path) if path else "defaults")
@@ -570,7 +582,26 @@ def load_experiment(
             raise ConfigError(f"[sweep] values in {path} must be a non-empty list")
         spec.sweep_key = key
         spec.sweep_values = [_coerce(key, v, known[key], str(path)) for v in values]
+    if variants is not None:
+        spec.variants = _parse_variants(variants, str(path))
     return spec
+
+
+def _parse_variants(table: Any, source: str) -> dict[str, dict[str, Any]]:
+    """The ``[variants.<name>]`` tables of a config file, each value checked against its key's
+    type; a variant may be empty (the base config itself)."""
+    if not isinstance(table, dict) or not table:
+        raise ConfigError(f"[variants] in {source} must hold at least one [variants.NAME] table")
+    known = _field_types()
+    out: dict[str, dict[str, Any]] = {}
+    for name, changes in table.items():
+        if not isinstance(changes, dict):
+            raise ConfigError(f"variant {name!r} in {source} must be a table of config keys")
+        for key in changes:
+            if key not in known or key == "experiment":
+                raise ConfigError(f"unknown config key {key!r} in variant {name!r} of {source}")
+        out[name] = {k: _coerce(k, v, known[k], source) for k, v in changes.items()}
+    return out
 
 
 def load_config(name_or_path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:

@@ -124,15 +124,21 @@ def write_table(rows: Sequence[dict], out_dir: Path, title: str, note: str = "")
     md = [f"# {title}", ""]
     if note:
         md += [note, ""]
+    corpora = sorted({c for r in rows for c in (r.get("by_corpus") or {})})
     md += [
-        "| setting | features | λ | α | test UA % | test WA % | test macro-F1 % | runs |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| setting | features | λ | α | test UA % | test WA % | test macro-F1 % | runs |"
+        + "".join(f" UA {c} % |" for c in corpora),
+        "|---|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(corpora),
     ]
     for r in rows:
         s = r["summary"]
+        by_corpus = r.get("by_corpus") or {}
         md.append(
             f"| {r['name']} | {r['features']} | {r['lambda']:g} | {r['alpha']:g} | "
             f"{_pm(s['ua'])} | {_pm(s['wa'])} | {_pm(s['macro_f1'])} | {s['ua']['n']} |"
+            + "".join(
+                f" {_pm(by_corpus[c]['ua'])} |" if c in by_corpus else " – |" for c in corpora
+            )
         )
     atomic_write_text(out_dir / "summary.md", "\n".join(md) + "\n")
     buf = io.StringIO()
@@ -182,6 +188,7 @@ def _row(name: str, cfg: TrainConfig, out: dict) -> dict:
         "lambda": cfg.center_lambda,
         "alpha": cfg.center_alpha,
         "summary": out["summary"]["test"],
+        "by_corpus": out["summary"].get("test_by_corpus"),
         "dir": out["dir"],
     }
 
@@ -291,6 +298,25 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> dict:
     return {"dir": str(out_dir), "rows": rows}
 
 
+def run_variants(spec: ExperimentSpec, resume: bool = False) -> dict:
+    """One run per ``[variants.NAME]`` (an ablation); table (pooled and per-corpus UA) and
+    a confusion matrix per variant in ``out_dir/<experiment>``."""
+    configs = spec.configs()
+    outs = _run_all(configs, resume, _DataPool())
+    if not _is_main(outs):
+        return {}
+    out_dir = Path(spec.config.out_dir) / spec.config.experiment
+    rows = [_row(name, cfg, out) for name, cfg, out in zip(spec.variants, configs, outs)]
+    changes = "; ".join(
+        f"{name}: " + (", ".join(f"{k} = {v}" for k, v in ch.items()) or "the base config")
+        for name, ch in spec.variants.items()
+    )
+    write_table(rows, out_dir, f"{spec.config.experiment}: ablation", note=f"Variants: {changes}.")
+    for name, out in zip(spec.variants, outs):
+        _confusion_figure(out, out_dir / f"confusion_{name}.png", name)
+    return {"dir": str(out_dir), "rows": rows}
+
+
 def run_single(spec: ExperimentSpec, resume: bool = False) -> dict:
     from pyser.training.plots import plot_pca
 
@@ -313,6 +339,8 @@ def run_experiment(name: str, overrides: Sequence[str] = (), resume: bool = Fals
     if name == "paper":
         return run_paper(overrides, resume)
     spec = load_experiment(name, overrides)
+    if spec.variants:
+        return run_variants(spec, resume)
     if spec.sweep_key:
         return run_sweep(spec, resume)
     return run_single(spec, resume)
