@@ -203,6 +203,27 @@ def test_resume_refuses_a_checkpoint_of_other_settings(corpus, tmp_path):
     assert run(tiny_config(corpus, out, stop_at_step=3))["status"] == "stopped"
     with pytest.raises(RuntimeError, match="different center_lambda, lr"):
         run(tiny_config(corpus, out, lr=1e-3, center_lambda=0.1), resume=True)
+    with pytest.raises(RuntimeError, match="different aug_time_masks, label_smoothing"):
+        run(tiny_config(corpus, out, aug_time_masks=2, label_smoothing=0.1), resume=True)
+    # a cosine schedule depends on the step count: changing it is refused too
+    out = tmp_path / "cos"
+    assert run(tiny_config(corpus, out, stop_at_step=3, lr_schedule="cosine"))["status"] == "stopped"
+    with pytest.raises(RuntimeError, match="different steps"):
+        run(tiny_config(corpus, out, lr_schedule="cosine", steps=40), resume=True)
+
+
+def test_resume_accepts_a_checkpoint_from_before_the_augmentation_keys(corpus, tmp_path):
+    from pyser.training.checkpoint import torch_save
+    from pyser.training.train import run
+
+    out = tmp_path / "old"
+    assert run(tiny_config(corpus, out, stop_at_step=3))["status"] == "stopped"
+    path = out / "tiny" / "folds" / "r0_f0" / "checkpoint.pt"
+    ckpt = torch.load(path, weights_only=True)
+    for key in ("label_smoothing", "lr_schedule", "lr_final", "aug_gain_db", "aug_time_masks"):
+        del ckpt["config"][key]  # what an older pyser wrote
+    torch_save(ckpt, path)
+    assert run(tiny_config(corpus, out), resume=True)["status"] == "done"
 
 
 def test_evaluate_reproduces_the_fold_test_metrics(trained, corpus):

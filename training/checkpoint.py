@@ -9,6 +9,7 @@ it continues bit-identically on the CPU.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import pickle
 import random
@@ -58,6 +59,15 @@ RESUME_KEYS = (
     "center_alpha",
     "warmup_steps",
     "class_weighted",
+    "label_smoothing",
+    "lr_schedule",
+    "lr_final",
+    "aug_gain_db",
+    "aug_freq_warp",
+    "aug_time_masks",
+    "aug_time_mask_frames",
+    "aug_freq_masks",
+    "aug_freq_mask_bins",
     "eval_every",
     "best_after_step",
     "seed",
@@ -222,7 +232,10 @@ def load_resumable(path: Path, cfg: TrainConfig, fold: Any) -> dict:
             f"{path} belongs to a different split; delete it or run without --resume"
         )
     old = ckpt["config"]
-    changed = sorted(k for k in RESUME_KEYS if old.get(k) != getattr(cfg, k))
+    keys = RESUME_KEYS + (("steps",) if cfg.lr_schedule != "constant" else ())  # sets the curve
+    # A key the checkpoint's pyser did not know yet had its default then.
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    changed = sorted(k for k in keys if old.get(k, defaults.get(k)) != getattr(cfg, k))
     if changed:
         was = ", ".join(f"{k}={old.get(k)!r}" for k in changed)
         raise CheckpointError(
