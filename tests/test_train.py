@@ -150,6 +150,11 @@ def test_outputs_written(trained):
     assert doc["data"]["split"] == "speaker"
     md = (exp / "results.md").read_text()
     assert "| r0 f0 | 30 |" in md and "mean ± std" in md
+    cal = out["folds"][0]["calibration"]
+    assert cal["temperature"] > 0 and 0 <= cal["test_ece_after"] <= 1
+    assert doc["summary"]["calibration"]["temperature"]["mean"] == pytest.approx(
+        cal["temperature"])
+    assert f"T = {cal['temperature']:.2f}" in md and "expected calibration error" in md
     rows = read_csv(exp / "results.csv")
     assert [r["row"] for r in rows] == ["r0 f0", "mean", "std"]
     events = [e["event"] for e in read_jsonl(exp / "log.jsonl")]

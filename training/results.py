@@ -123,6 +123,22 @@ def summarize_by_corpus(results: Sequence[dict]) -> dict:
     return out
 
 
+def summarize_calibration(results: Sequence[dict]) -> dict:
+    """Mean ± std (and n) over the folds of each calibration figure (temperature, ECE and
+    NLL before and after); {} when no fold has them (runs of older pyser versions)."""
+    cal = [r["calibration"] for r in results if "calibration" in r]
+    if not cal:
+        return {}
+    return {
+        k: {
+            "mean": float(np.mean([c[k] for c in cal])),
+            "std": float(np.std([c[k] for c in cal], ddof=1)) if len(cal) > 1 else 0.0,
+            "n": len(cal),
+        }
+        for k in cal[0]
+    }
+
+
 def write_results(exp_dir: Path, cfg: TrainConfig, info: dict, results: Sequence[dict]) -> dict:
     """results.json, results.md and results.csv in ``exp_dir``; returns the summary dict
     (``test``, ``dev``, and with several corpora ``test_by_corpus``)."""
@@ -130,6 +146,9 @@ def write_results(exp_dir: Path, cfg: TrainConfig, info: dict, results: Sequence
     by_corpus = summarize_by_corpus(results)
     if by_corpus:
         summary["test_by_corpus"] = by_corpus
+    calibration = summarize_calibration(results)
+    if calibration:
+        summary["calibration"] = calibration
     doc = {
         "experiment": cfg.experiment,
         "config": cfg.to_dict(),
@@ -199,6 +218,7 @@ def _results_markdown(cfg: TrainConfig, info: dict, summary: dict, rows: list[tu
         f"**{pct(s['macro_f1']['mean'])} ± {pct(s['macro_f1']['std'])}** | |"
     )
     md += _corpus_markdown(summary.get("test_by_corpus", {}), info)
+    md += _calibration_markdown(summary.get("calibration", {}))
     if s.get("confusion") is not None:
         md += [
             "",
@@ -212,6 +232,23 @@ def _results_markdown(cfg: TrainConfig, info: dict, summary: dict, rows: list[tu
             for i, row in enumerate(s["confusion"])
         ]
     return "\n".join(md) + "\n"
+
+
+def _calibration_markdown(cal: dict) -> list[str]:
+    """results.md lines on temperature scaling; [] without calibration figures."""
+    if not cal:
+        return []
+
+    def pm(k: str, scale: float = 100.0, digits: int = 1) -> str:
+        return f"{scale * cal[k]['mean']:.{digits}f} ± {scale * cal[k]['std']:.{digits}f}"
+
+    return [
+        "",
+        f"Calibration ({cal['temperature']['n']} folds): temperature fitted on dev "
+        f"T = {pm('temperature', 1.0, 2)}; test expected calibration error "
+        f"{pm('test_ece_before')} % before, {pm('test_ece_after')} % after; test NLL "
+        f"{pm('test_nll_before', 1.0, 3)} before, {pm('test_nll_after', 1.0, 3)} after.",
+    ]
 
 
 def _corpus_markdown(by_corpus: dict, info: dict) -> list[str]:

@@ -46,6 +46,7 @@ from torch import Tensor, nn
 from pyser._io import atomic_write_text, strict_json
 from pyser.model import CRNN
 from pyser.training.augment import Augment
+from pyser.training.calibration import calibration_report
 from pyser.training.checkpoint import cpu_state, load_resumable, save_checkpoint, set_rng_state
 from pyser.training.config import TrainConfig
 from pyser.training.data import PreparedData, fold_sizes_by_corpus, prepare_data
@@ -294,6 +295,9 @@ def score_fold(
         metrics["test_by_corpus"] = reports_by_corpus(data, parts.test, test_logits)
     dev_logits, _ = predict(model, data.store, parts.dev, bs, device, crop=cfg.crop_eval)
     metrics["dev"] = logits_report(data.y[parts.dev], dev_logits, n_classes)
+    metrics["calibration"] = calibration_report(
+        dev_logits, data.y[parts.dev], test_logits, data.y[parts.test]
+    )
     z_train = None
     if cfg.eval_train or want_z:
         train_logits, z_train = predict(model, data.store, parts.train, bs, device, want_z)
