@@ -953,3 +953,26 @@ def test_precision_and_autocast_choice():
     assert autocast_dtype("auto", cpu) is (torch.bfloat16 if fast_bf16(cpu) else None)
     with pytest.raises(ConfigError, match="precision"):
         TrainConfig(precision="fp16")
+
+
+def test_split_all_trains_a_final_model_on_every_utterance(corpus, tmp_path):
+    from pyser.model import load_model
+    from pyser.training.train import run
+
+    out = run(tiny_config(corpus, tmp_path, split="all", folds=[], steps=12,
+                          save_embeddings=False, eval_every=5))
+    assert out["status"] == "done"
+    (fold,) = out["folds"]
+    assert fold["sizes"] == {"train": 72, "dev": 0, "test": 0}  # the whole tiny corpus
+    assert fold["best_step"] == 12 and "test" not in fold and fold["train"]["ua"] > 0
+    assert not [h for h in fold["history"]["dev"]]  # no dev evaluation at all
+    exp = Path(out["dir"])
+    doc = json.loads((exp / "results.json").read_text())
+    assert doc["summary"]["train"]["ua"]["n"] == 1 and "test" not in doc["summary"]
+    assert "no dev or test part" in (exp / "results.md").read_text()
+    # the saved weights are those of the last step
+    model, meta = load_model(exp / "folds" / "r0_f0" / "model.pt")
+    final = torch.load(exp / "folds" / "r0_f0" / "final_state.pt")
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, final[k]), k
+    assert meta.provenance["split"] == "all" and set(meta.provenance["metrics"]) == {"train"}

@@ -174,7 +174,8 @@ class TrainConfig:
     # --- split
     split: str = "auto"
     """paper (IEMOCAP session/speaker protocol) | speaker (speaker-independent) |
-    auto (paper for iemocap, speaker otherwise)."""
+    auto (paper for iemocap, speaker otherwise) | all (one run on every utterance, no dev
+    or test: the final model, trained for ``steps`` steps and kept at the last one)."""
     n_folds: int = 5
     seeds: list[int] = field(default_factory=lambda: [0])
     """Split seeds; one repeat of the n-fold protocol per seed."""
@@ -262,8 +263,10 @@ class TrainConfig:
         """Raise :class:`ConfigError` for values no run could use."""
         if self.feature_kind not in ("mel", "stft"):
             raise ConfigError(f"feature_kind must be 'mel' or 'stft', got {self.feature_kind!r}")
-        if self.split not in ("auto", "paper", "speaker"):
-            raise ConfigError(f"split must be 'auto', 'paper' or 'speaker', got {self.split!r}")
+        if self.split not in ("auto", "paper", "speaker", "all"):
+            raise ConfigError(
+                f"split must be 'auto', 'paper', 'speaker' or 'all', got {self.split!r}"
+            )
         for name in ("steps", "batch_size", "n_folds", "eval_every", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -47,7 +47,9 @@ def fold_provenance(cfg: TrainConfig, data: PreparedData, fold: Any, result: dic
         "best_step": result["best_step"],
         "steps": cfg.steps,
         "metrics": {
-            k: {m: result[k][m] for m in ("ua", "wa", "macro_f1")} for k in ("dev", "test")
+            k: {m: result[k][m] for m in ("ua", "wa", "macro_f1")}
+            for k in ("dev", "test", "train")
+            if k in result and not (k == "train" and "test" in result)
         },
         "max_seconds": cfg.max_seconds,
         "crop_eval": cfg.crop_eval,
@@ -142,6 +144,8 @@ def summarize_calibration(results: Sequence[dict]) -> dict:
 def write_results(exp_dir: Path, cfg: TrainConfig, info: dict, results: Sequence[dict]) -> dict:
     """results.json, results.md and results.csv in ``exp_dir``; returns the summary dict
     (``test``, ``dev``, and with several corpora ``test_by_corpus``)."""
+    if any("test" not in r for r in results):  # split "all": a final model, no held-out part
+        return _write_final(exp_dir, cfg, info, results)
     summary = {"test": summarize_folds(results, "test"), "dev": summarize_folds(results, "dev")}
     by_corpus = summarize_by_corpus(results)
     if by_corpus:
@@ -160,6 +164,34 @@ def write_results(exp_dir: Path, cfg: TrainConfig, info: dict, results: Sequence
     rows = _fold_rows(results)
     atomic_write_text(exp_dir / "results.md", _results_markdown(cfg, info, summary, rows))
     atomic_write_text(exp_dir / "results.csv", _results_csv(cfg, summary, rows))
+    return summary
+
+
+def _write_final(exp_dir: Path, cfg: TrainConfig, info: dict, results: Sequence[dict]) -> dict:
+    """results.json and results.md of a run on every utterance (split "all"): its training
+    metrics only; held-out figures come from the cross-validation that chose the recipe."""
+    summary = {"train": summarize_folds(results, "train")}
+    doc = {
+        "experiment": cfg.experiment,
+        "config": cfg.to_dict(),
+        "data": info,
+        "summary": summary,
+        "folds": [{k: v for k, v in r.items() if k != "history"} for r in results],
+    }
+    atomic_write_text(exp_dir / "results.json", strict_json(doc, indent=1))
+    t = summary["train"]
+    md = [
+        f"# {cfg.experiment}",
+        "",
+        f"Trained on every utterance of **{info['corpus']}** ({info['n_utterances']} "
+        f"utterances, {info['n_speakers']} speakers, task {cfg.task}) for {cfg.steps} steps; "
+        "there is no dev or test part, so held-out metrics come from the cross-validation "
+        "of the same recipe.",
+        "",
+        f"Training-set UA {_pct(t['ua']['mean'])} %, WA {_pct(t['wa']['mean'])} %, "
+        f"macro-F1 {_pct(t['macro_f1']['mean'])} %.",
+    ]
+    atomic_write_text(exp_dir / "results.md", "\n".join(md) + "\n")
     return summary
 
 

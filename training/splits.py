@@ -419,7 +419,7 @@ def stratified_speaker_folds(
 
 
 #: The split kinds :func:`make_folds` builds.
-SPLIT_KINDS = ("paper", "speaker")
+SPLIT_KINDS = ("paper", "speaker", "all")
 
 
 def default_split(corpus_name: str | Sequence[str]) -> str:
@@ -437,9 +437,15 @@ def make_folds(
 ) -> list[Fold]:
     """The folds of split ``kind``: :func:`paper_folds`, or for ``"speaker"``
     :func:`speaker_folds` when the utterances come from one corpus and
-    :func:`stratified_speaker_folds` when they come from several."""
+    :func:`stratified_speaker_folds` when they come from several; ``"all"`` is one fold that
+    trains on every utterance, with no dev or test part (a final model, whose recipe and
+    step count the cross-validation chose)."""
     if kind not in SPLIT_KINDS:
         raise ValueError(f"split must be one of {SPLIT_KINDS}, got {kind!r}")
+    if kind == "all":
+        if not utts:
+            raise ValueError("split 'all': no utterances")
+        return [Fold(list(range(len(utts))), [], [], repeat=0, fold=0, kind="all")]
     if kind == "paper":
         return paper_folds(utts, n_folds, seeds)
     if len({u.corpus for u in utts}) > 1:

@@ -315,6 +315,15 @@ def score_fold(
     return metrics, embeddings
 
 
+def score_train(
+    model: CRNN, cfg: TrainConfig, data: PreparedData, parts: FoldParts, device: torch.device
+) -> dict:
+    """Metrics of ``model`` on its own training utterances (the only ones a final model has)."""
+    model.eval()
+    logits, _ = predict(model, data.store, parts.train, cfg.eval_batch_size, device)
+    return logits_report(data.y[parts.train], logits, len(data.labels))
+
+
 def reports_by_corpus(data: PreparedData, idx: np.ndarray, logits: np.ndarray) -> dict:
     """``{corpus: logits_report}`` over the utterances ``idx`` (rows of ``logits``), for
     each corpus with at least one utterance among them."""
@@ -364,7 +373,8 @@ def train_fold(
         for c, n in _sizes_by_corpus(data, fold).get("sizes_by_corpus", {}).items():
             log.info("fold r%d f%d: %s train %d, dev %d, test %d", fold.repeat, fold.fold, c,
                      n["train"], n["dev"], n["test"])
-    if len(parts.dev) == 0 or len(parts.test) == 0:
+    final = fold.kind == "all"  # trains on everything: no dev to select by, no test
+    if not final and (len(parts.dev) == 0 or len(parts.test) == 0):
         raise ValueError(f"fold r{fold.repeat} f{fold.fold} has an empty dev or test set")
 
     # ---- model, normalisation, optimiser, centers
@@ -425,7 +435,7 @@ def train_fold(
                 events("train", **where, **rec, steps_per_s=steps_per_s)
             bar.set_postfix(loss=f"{rec['loss']:.3f}", dev_ua=f"{max(progress.best['ua'], 0):.3f}")
             t0 = time.perf_counter()
-        if step % cfg.eval_every == 0 or step == cfg.steps:
+        if not final and (step % cfg.eval_every == 0 or step == cfg.steps):
             r = evaluate_dev(model, cfg, data, parts.dev, progress, device)
             if rt.is_main:
                 events("eval", **where, step=step, dev_ua=r["ua"], dev_wa=r["wa"],
@@ -444,7 +454,10 @@ def train_fold(
     final_state = cpu_state(model)
     if progress.best["state"] is not None:
         model.load_state_dict(progress.best["state"])
-    metrics, embeddings = score_fold(model, cfg, data, parts, device)
+    if final:
+        metrics, embeddings = {"train": score_train(model, cfg, data, parts, device)}, None
+    else:
+        metrics, embeddings = score_fold(model, cfg, data, parts, device)
     result: dict[str, Any] = {
         "repeat": int(fold.repeat),
         "fold": int(fold.fold),
@@ -454,7 +467,7 @@ def train_fold(
         "sizes": {"train": len(parts.train), "dev": len(parts.dev), "test": len(parts.test)},
         **_sizes_by_corpus(data, fold),
         "class_counts": parts.counts,
-        "best_step": progress.best["step"],
+        "best_step": progress.best["step"] if not final else cfg.steps,
         "best_dev_ua": progress.best["ua"],
         "steps": cfg.steps,
         **metrics,
@@ -464,12 +477,13 @@ def train_fold(
         if embeddings is not None:
             embeddings["centers"] = centers.centers.detach().cpu().numpy()
         write_fold(out_dir, cfg, data, fold, result, model, final_state, embeddings)
+        scored = "train" if final else "test"
         events("fold_end", **where, best_step=result["best_step"],
                best_dev_ua=result["best_dev_ua"],
-               test={m: result["test"][m] for m in ("ua", "wa", "macro_f1")})
-        log.info("fold r%d f%d: best dev UA %.4f at step %d; test UA %.4f WA %.4f F1 %.4f",
-                 fold.repeat, fold.fold, result["best_dev_ua"], result["best_step"],
-                 result["test"]["ua"], result["test"]["wa"], result["test"]["macro_f1"])
+               **{scored: {m: result[scored][m] for m in ("ua", "wa", "macro_f1")}})
+        log.info("fold r%d f%d: best dev UA %.4f at step %d; %s UA %.4f WA %.4f F1 %.4f",
+                 fold.repeat, fold.fold, result["best_dev_ua"], result["best_step"], scored,
+                 result[scored]["ua"], result[scored]["wa"], result[scored]["macro_f1"])
         ckpt_path.unlink(missing_ok=True)  # the fold is finished; result.json marks it done
     model.to(device)
     rt.barrier()
@@ -520,8 +534,9 @@ def run(cfg: TrainConfig, resume: bool = False, data: PreparedData | None = None
                         "folds": results}
         summary = write_results(exp_dir, cfg, data.info, results) if rt.is_main else None
         if rt.is_main:
-            events("end", summary={k: summary["test"][k] for k in ("ua", "wa", "macro_f1")})
-            log.info("%s test: %s", cfg.experiment, format_summary(summary["test"]))
+            scored = "test" if "test" in summary else "train"
+            events("end", summary={k: summary[scored][k] for k in ("ua", "wa", "macro_f1")})
+            log.info("%s %s: %s", cfg.experiment, scored, format_summary(summary[scored]))
             for c, sc in summary.get("test_by_corpus", {}).items():
                 log.info("%s test, %s: %s", cfg.experiment, c, format_summary(sc))
     return {
