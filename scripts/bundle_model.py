@@ -1,16 +1,20 @@
 """Bundle a trained model as pyser's default: pyser/assets/default.pt and default.onnx.
 
-    python scripts/bundle_model.py runs/interim_pooled/folds/r0_f3/model.pt --note "..."
+    python scripts/bundle_model.py runs/final_pooled/folds/r0_f0/model.pt \\
+        --cv runs/ablation_pooled/aug/results.json --note "..."
 
 Re-saves the weights with the current pyser code (TorchScript files carry their code),
-adds what a user of the bundled model must know to its provenance (data and licences, its
-role), exports ONNX, and checks both files against the eager model.
+folds the cross-validation's mean dev temperature into the last layer (``--cv``; the
+confidences are calibrated, the predicted class is unchanged), adds what a user of the
+bundled model must know to its provenance (data and licences, its role, the
+cross-validation's metrics), exports ONNX, and checks both files against the eager model.
 """
 
 import argparse
 import json
 from pathlib import Path
 
+from pyser.training.calibration import fold_temperature
 from pyser.training.evaluate import load_eager_model
 from pyser.training.export import export_onnx, export_torchscript, verify_export
 
@@ -23,20 +27,58 @@ LICENCES = {
 }
 
 
+def _mean_std(s: dict) -> dict:
+    return {"mean": s["mean"], "std": s["std"], "n": s["n"]}
+
+
+def cv_summary(results_json: Path) -> dict:
+    """What the model file says about the cross-validation of its recipe: the protocol, the
+    pooled and per-corpus test metrics (mean ± std over folds) and the calibration."""
+    doc = json.loads(results_json.read_text())
+    summary, cfg = doc["summary"], doc["config"]
+    out = {
+        "experiment": doc["experiment"],
+        "protocol": f"{cfg['split']} split, {cfg['n_folds']} folds, seeds {cfg['seeds']}; "
+                    "test metrics are the mean ± std over the fold runs",
+        "folds_run": summary["test"]["ua"]["n"],
+        "test": {m: _mean_std(summary["test"][m]) for m in ("ua", "wa", "macro_f1")},
+        "test_by_corpus": {
+            c: {m: _mean_std(s[m]) for m in ("ua", "wa", "macro_f1")}
+            for c, s in summary.get("test_by_corpus", {}).items()
+        },
+        "confusion": summary["test"].get("confusion"),
+    }
+    if "calibration" in summary:
+        out["calibration"] = {k: _mean_std(v) for k, v in summary["calibration"].items()}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path, help="a model.pt written by pyser train")
     parser.add_argument("--note", default="", help="what this model is, for its metadata")
     parser.add_argument("--corpora", nargs="+", default=["emodb", "ravdess", "tess"])
+    parser.add_argument("--cv", type=Path, default=None,
+                        help="results.json of the recipe's cross-validation: its metrics go "
+                             "into the provenance and its mean temperature into the model")
     args = parser.parse_args()
 
     net, meta = load_eager_model(args.model)
+    extra = {}
+    if args.cv is not None:
+        cv = cv_summary(args.cv)
+        extra["cross_validation"] = cv
+        if "calibration" in cv:
+            temperature = cv["calibration"]["temperature"]["mean"]
+            fold_temperature(net, temperature)
+            extra["temperature"] = temperature
     meta.provenance.update(
         bundled=True,
         note=args.note,
         training_data={c: LICENCES[c] for c in args.corpora},
         licence="non-commercial use only (the RAVDESS and TESS licences)"
         if {"ravdess", "tess"} & set(args.corpora) else "CC0 data",
+        **extra,
     )
     ASSETS.mkdir(exist_ok=True)
     report = {}
