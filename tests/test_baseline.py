@@ -1,5 +1,6 @@
 """The classical baseline (openSMILE functionals + RBF SVM) on a generated two-corpus set:
-features and their cache."""
+features and their cache, per-speaker normalisation, the CRNN's folds, no speaker leak into
+the inner CV, and a learnable task against shuffled labels."""
 
 from __future__ import annotations
 
@@ -8,8 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pyser.training import smile
+from pyser.training import baseline, smile
+from pyser.training.baseline import (
+    SvmGrid,
+    fold_fingerprint,
+    run_baseline,
+    settings_for,
+    speaker_ids,
+    speaker_normalize,
+    standardize,
+)
 from pyser.training.config import TrainConfig
+from pyser.training.data import prepare_data
 from pyser.training.smile import SmileCache
 
 SR = 16000
@@ -76,6 +87,25 @@ def corpus(tmp_path_factory) -> Path:
     return make_two_corpora(tmp_path_factory.mktemp("corpora"))
 
 
+@pytest.fixture(scope="module")
+def full_run(corpus, tmp_path_factory):
+    """All four settings once, with every inner split recorded (the real splits, passed
+    through)."""
+    cfg = tiny_config(corpus, tmp_path_factory.mktemp("out"))
+    calls = []
+    real = baseline.inner_splits
+
+    def spy(idx, speakers, n_splits):
+        splits = real(idx, speakers, n_splits)
+        calls.append((np.asarray(idx).copy(), splits))
+        return splits
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(baseline, "inner_splits", spy)
+        out = run_baseline(cfg)
+    return cfg, out, calls
+
+
 # --------------------------------------------------------------------------- features
 
 
@@ -132,3 +162,99 @@ def test_a_changed_file_gets_a_new_entry(corpus, tmp_path):
     assert cache.entry_path(wav) != before
     cache.get(wav)
     assert cache.misses == 2
+
+
+# --------------------------------------------------------------------------- normalisation
+
+
+def test_speaker_normalisation_gives_zero_mean_unit_std_per_speaker():
+    rng = np.random.default_rng(1)
+    speakers = np.repeat([0, 1, 2], [5, 7, 9])
+    x = rng.normal(3.0, 5.0, size=(21, 6)) + 10 * speakers[:, None]
+    x[:, 4] = 2.5  # constant everywhere
+    x[speakers == 1, 5] = rng.normal(0.0, 1e-18, size=7)  # rounding noise around 0
+    x[3, 1] = np.nan
+    x[8, 2] = np.inf
+    z = speaker_normalize(x, speakers)
+    for s in range(3):
+        rows = z[speakers == s]
+        np.testing.assert_allclose(np.nanmean(rows, axis=0), 0.0, atol=1e-12)
+        unit = [0, 1, 2, 3] if s == 1 else [0, 1, 2, 3, 5]
+        np.testing.assert_allclose(np.nanstd(rows[:, unit], axis=0), 1.0, rtol=1e-12)
+    np.testing.assert_array_equal(z[:, 4], 0.0)  # constant within a speaker: 0, not NaN
+    # Noise is not blown up to unit scale (a test speaker's values would become ~1e18 once
+    # standardised with the training part's tiny std).
+    np.testing.assert_array_equal(z[speakers == 1, 5], 0.0)
+    assert np.isnan(z[3, 1]) and np.isnan(z[8, 2])  # no value stays no value
+    assert np.isfinite(np.delete(z.ravel(), [3 * 6 + 1, 8 * 6 + 2])).all()
+
+
+def test_standardisation_is_fitted_on_train_and_nonfinite_becomes_zero():
+    train = np.array([[1.0, 10.0], [3.0, np.nan], [5.0, 30.0]])
+    test = np.array([[3.0, np.inf], [7.0, 20.0]])
+    z_train, z_test = standardize(train, test)
+    np.testing.assert_allclose(z_train[:, 0], [-1.2247449, 0.0, 1.2247449], rtol=1e-6)
+    assert z_train[1, 1] == 0.0 and z_test[0, 1] == 0.0
+    np.testing.assert_allclose(z_test[1], [2.4494897, 0.0], rtol=1e-6)
+
+
+def test_speakers_are_keyed_by_corpus_and_speaker():
+    from pyser.training.datasets import Utterance
+
+    utts = [Utterance(Path(f"{c}{s}.wav"), "sad", s, 1.0, c)
+            for c, s in (("emodb", "03"), ("ravdess", "03"), ("emodb", "03"), ("emodb", "08"))]
+    ids = speaker_ids(utts)
+    assert ids[0] == ids[2] and len(set(ids.tolist())) == 3
+
+
+# --------------------------------------------------------------------------- protocol
+
+
+def test_the_folds_are_the_crnns(full_run):
+    cfg, out, _ = full_run
+    crnn = prepare_data(cfg).folds
+    assert len(crnn) == 4
+    for run in out["settings"]:
+        assert [f["split_sha1"] for f in run["folds"]] == [fold_fingerprint(f) for f in crnn]
+        assert [f["sizes"] for f in run["folds"]] == [
+            {"train": len(f.train), "dev": len(f.dev), "test": len(f.test)} for f in crnn]
+
+
+def test_inner_cv_never_sees_a_test_speaker(full_run):
+    cfg, _, calls = full_run
+    data = prepare_data(cfg)
+    spk = speaker_ids(data.utts)
+    assert len(calls) == 4 * len(data.folds)  # one inner CV per setting and fold
+    for idx, splits in calls:
+        (fold,) = [f for f in data.folds if set(idx.tolist()) == set(f.train) | set(f.dev)]
+        test_speakers = set(spk[fold.test].tolist())
+        assert len(splits) >= 2
+        for tr, va in splits:
+            assert not test_speakers & set(spk[tr].tolist())
+            assert not test_speakers & set(spk[va].tolist())
+            assert not set(spk[tr].tolist()) & set(spk[va].tolist())  # speaker-grouped
+        assert sorted(np.concatenate([va for _, va in splits]).tolist()) == sorted(idx.tolist())
+
+
+def test_separable_task_is_learned(full_run):
+    _, out, _ = full_run
+    assert [r["setting"] for r in out["settings"]] == [
+        "compare", "compare_spknorm", "egemaps", "egemaps_spknorm"]
+    for key, s in out["summary"].items():
+        assert s["test"]["ua"]["mean"] > 0.9, key
+        assert set(s["test_by_corpus"]) == {"emodb", "tess"}
+        assert s["test_by_corpus"]["emodb"]["ua"]["n"] == 4  # one EmoDB speaker per fold
+        assert s["test_by_corpus"]["tess"]["ua"]["n"] == 2  # each TESS speaker tested once
+    for run in out["settings"]:
+        for f in run["folds"]:
+            assert f["C"] in SvmGrid().C and f["gamma_factor"] in SvmGrid().gamma_factors
+            assert f["gamma"] == pytest.approx(f["gamma_factor"] / run["n_features"])
+
+
+def test_shuffled_labels_stay_near_chance(corpus, tmp_path):
+    cfg = tiny_config(corpus, tmp_path)
+    data = prepare_data(cfg)
+    data.y = np.random.default_rng(3).permutation(data.y)
+    out = run_baseline(cfg, settings_for("all", "off"), data=data)
+    for key, s in out["summary"].items():
+        assert s["test"]["ua"]["mean"] < 0.45, key  # chance is 0.25
