@@ -1,9 +1,10 @@
 """The classical baseline (openSMILE functionals + RBF SVM) on a generated two-corpus set:
 features and their cache, per-speaker normalisation, the CRNN's folds, no speaker leak into
-the inner CV, and a learnable task against shuffled labels."""
+the inner CV, a learnable task against shuffled labels, and the command's files."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -258,3 +259,55 @@ def test_shuffled_labels_stay_near_chance(corpus, tmp_path):
     out = run_baseline(cfg, settings_for("all", "off"), data=data)
     for key, s in out["summary"].items():
         assert s["test"]["ua"]["mean"] < 0.45, key  # chance is 0.25
+
+
+# --------------------------------------------------------------------------- command
+
+
+def test_command_writes_the_tables(corpus, tmp_path, capsys):
+    from pyser.cli import main
+
+    cfg_file = tmp_path / "tiny.toml"
+    cfg = tiny_config(corpus, tmp_path)
+    cfg_file.write_text(
+        f'corpus = ["emodb", "tess"]\ndata_root = "{corpus}/{{corpus}}"\nn_folds = 4\n'
+        f'cache_dir = "{cfg.cache_dir}"\nout_dir = "{cfg.out_dir}"\nprogress = false\n'
+        "num_threads = 1\n"
+    )
+    status = main(["baseline", str(cfg_file), "--set", "folds=[0,1]",
+                   "--feature-set", "egemaps", "--speaker-norm", "both"])
+    assert status == 0
+    exp = Path(cfg.out_dir) / "baseline_tiny"
+    md = (exp / "results.md").read_text()
+    assert "| eGeMAPSv02 | off |" in md and "| eGeMAPSv02 | on |" in md
+    assert "emodb UA %" in md and "tess UA %" in md and "Test confusion matrix" in md
+    assert md in capsys.readouterr().out
+    doc = json.loads((exp / "results.json").read_text())
+    assert [s["setting"] for s in doc["settings"]] == ["egemaps", "egemaps_spknorm"]
+    assert [f["fold"] for f in doc["settings"][0]["folds"]] == [0, 1]
+    assert doc["protocol"]["C"] == [0.1, 1.0, 10.0, 100.0]
+    rows = (exp / "results.csv").read_text().splitlines()
+    assert rows[0].startswith("experiment,setting,feature_set,speaker_norm,row,C")
+    assert sum(",r0 f" in r for r in rows) == 4 and sum(",emodb mean," in r for r in rows) == 2
+
+
+def test_command_without_opensmile_names_the_extra(monkeypatch, capsys):
+    import importlib.util
+
+    from pyser.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "opensmile" else real(name, *a))
+    assert main(["baseline"]) == 2
+    err = capsys.readouterr().err
+    assert "openSMILE not installed" in err and "pip install 'pyser[baseline]'" in err
+
+
+def test_bad_choices_are_refused():
+    with pytest.raises(ValueError, match="feature set must be one of compare, egemaps, all"):
+        settings_for("mfcc", "off")
+    with pytest.raises(ValueError, match="speaker norm must be one of off, on, both"):
+        settings_for("all", "maybe")
+    with pytest.raises(ValueError, match="C grid must be positive"):
+        SvmGrid(C=(0.0, 1.0))

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -475,3 +476,8 @@ def _pooled(run: dict) -> dict:
 
     return summarize([f["test"] for f in run["folds"]])
 
+
+if __name__ == "__main__":  # python -m pyser.training.baseline
+    from pyser.training.cli import main
+
+    sys.exit(main("baseline"))
