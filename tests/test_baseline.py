@@ -274,8 +274,8 @@ def test_command_writes_the_tables(corpus, tmp_path, capsys):
         f'cache_dir = "{cfg.cache_dir}"\nout_dir = "{cfg.out_dir}"\nprogress = false\n'
         "num_threads = 1\n"
     )
-    status = main(["baseline", str(cfg_file), "--set", "folds=[0,1]",
-                   "--feature-set", "egemaps", "--speaker-norm", "both"])
+    status = main(["baseline", str(cfg_file), "--set", "folds=[0,1]", "--feature-set", "egemaps",
+                   "--speaker-norm", "both", "--c-values", "1,10", "--gamma-factors", "0.5,1"])
     assert status == 0
     exp = Path(cfg.out_dir) / "baseline_tiny"
     md = (exp / "results.md").read_text()
@@ -285,10 +285,19 @@ def test_command_writes_the_tables(corpus, tmp_path, capsys):
     doc = json.loads((exp / "results.json").read_text())
     assert [s["setting"] for s in doc["settings"]] == ["egemaps", "egemaps_spknorm"]
     assert [f["fold"] for f in doc["settings"][0]["folds"]] == [0, 1]
-    assert doc["protocol"]["C"] == [0.1, 1.0, 10.0, 100.0]
+    assert doc["protocol"]["C"] == [1.0, 10.0] and doc["protocol"]["gamma_factors"] == [0.5, 1.0]
+    assert {f["C"] for s in doc["settings"] for f in s["folds"]} <= {1.0, 10.0}
     rows = (exp / "results.csv").read_text().splitlines()
     assert rows[0].startswith("experiment,setting,feature_set,speaker_norm,row,C")
     assert sum(",r0 f" in r for r in rows) == 4 and sum(",emodb mean," in r for r in rows) == 2
+
+
+def test_command_refuses_a_bad_grid(capsys):
+    from pyser.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["baseline", "--c-values", "1,-3"])
+    assert exc.value.code == 2 and "give one or more positive numbers" in capsys.readouterr().err
 
 
 def test_command_without_opensmile_names_the_extra(monkeypatch, capsys):

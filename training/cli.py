@@ -247,16 +247,19 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
     if message := missing_extras("baseline") or missing_baseline_extras():
         return _error(message)
-    from pyser.training.baseline import run_baseline, settings_for
+    from pyser.training.baseline import SvmGrid, run_baseline, settings_for
     from pyser.training.config import ConfigError
 
     setup_logging()
     try:
         configs = config_from_args(args)
         settings = settings_for(args.feature_set, args.speaker_norm)
+        default = SvmGrid()
+        grid = SvmGrid(C=args.c_values or default.C,
+                       gamma_factors=args.gamma_factors or default.gamma_factors)
         if len(configs) != 1:
             raise ConfigError(f"{args.config} is a sweep; the baseline runs one config")
-        out = run_baseline(configs[0], settings)
+        out = run_baseline(configs[0], settings, grid)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         return _error(str(exc))
     print(Path(out["dir"]) / "results.md")
@@ -334,6 +337,19 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-verify", action="store_true", help="skip the eager-vs-export check")
 
 
+def _positive_floats(text: str) -> tuple[float, ...]:
+    """``"0.1,1,10"`` as ``(0.1, 1.0, 10.0)``; argparse reports a bad list."""
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of numbers"
+        ) from None
+    if not values or any(not v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: give one or more positive numbers")
+    return values
+
+
 def add_baseline_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "config",
@@ -361,6 +377,20 @@ def add_baseline_arguments(p: argparse.ArgumentParser) -> None:
         choices=("off", "on", "both"),
         default="both",
         help="per-speaker z-scoring of the features (default both)",
+    )
+    p.add_argument(
+        "--c-values",
+        type=_positive_floats,
+        default=None,
+        metavar="C,C,...",
+        help="the SVM's C grid (default 0.1,1,10,100)",
+    )
+    p.add_argument(
+        "--gamma-factors",
+        type=_positive_floats,
+        default=None,
+        metavar="G,G,...",
+        help="the RBF gamma grid in units of 1/n_features (default 0.25,0.5,1,2,4)",
     )
 
 
