@@ -47,6 +47,7 @@ from pyser.training.config import ConfigError, TrainConfig
 from pyser.training.data import PreparedData, fold_sizes_by_corpus, prepare_data
 from pyser.training.metrics import classification_report, format_summary
 from pyser.training.smile import FEATURE_SETS, SmileCache, feature_set
+from pyser.training.splits import Fold
 
 __all__ = [
     "FEATURE_CHOICES",
@@ -60,6 +61,7 @@ __all__ = [
     "load_functionals",
     "run_baseline",
     "run_fold",
+    "run_setting",
     "select_hyperparameters",
     "settings_for",
     "smile_cache_dir",
@@ -321,7 +323,7 @@ def select_hyperparameters(
 # ---------------------------------------------------------------------------- folds
 
 
-def fold_fingerprint(fold) -> str:
+def fold_fingerprint(fold: Fold) -> str:
     """sha1 (16 hex) of a fold's train, dev and test index lists: equal fingerprints mean
     the very same split (compare a baseline fold with the CRNN's)."""
     text = "|".join(",".join(str(int(i)) for i in sorted(part))
@@ -348,7 +350,7 @@ def run_fold(
     x: np.ndarray,
     data: PreparedData,
     speakers: np.ndarray,
-    fold,
+    fold: Fold,
     grid: SvmGrid,
 ) -> dict:
     """One outer fold: inner CV on train + dev, the chosen SVM fitted on train + dev and

@@ -135,8 +135,11 @@ def extract_functionals(waveform: np.ndarray, sample_rate: int, fs: FeatureSet) 
 
 
 def _opensmile_version() -> str:
-    import opensmile
-
+    """The installed openSMILE package's version (part of every cache key)."""
+    try:
+        import opensmile
+    except ImportError:
+        raise ModuleNotFoundError(missing_baseline_extras() or "opensmile is missing") from None
     return str(opensmile.__version__)
 
 
