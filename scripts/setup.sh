@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything pyser needs on a fresh Debian/Ubuntu machine, idempotently:
 # system packages, a virtual environment in .venv, torch (CPU build), and
-# pyser itself (C++ extension built from source) with its test, training and
-# listen (microphone) extras. Prints one line per step.
+# pyser itself (C++ extension built from source) with its test, training,
+# listen (microphone) and baseline (openSMILE + SVM) extras. Prints one line per step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,5 +50,5 @@ $PIP install -qq --upgrade pip
 # unpinned torch would pull a multi-GB CUDA build.
 $PIP install -qq "torch==2.13.0"
 $PIP install -qq "scikit-build-core>=0.10" "pybind11>=2.12" cmake ninja
-echo "==> installing pyser (editable) with its test, train and listen extras"
-$PIP install -qq --no-build-isolation -e ".[test,train,listen]"
+echo "==> installing pyser (editable) with its test, train, listen and baseline extras"
+$PIP install -qq --no-build-isolation -e ".[test,train,listen,baseline]"

@@ -1,4 +1,4 @@
-"""The training verbs of the ``pyser`` command: train, evaluate, export, experiment.
+"""The training verbs of the ``pyser`` command: train, evaluate, export, experiment, baseline.
 
 The command layer: it parses arguments, calls the training modules and turns their
 results and errors into output and exit codes; no training module imports it.
@@ -13,8 +13,8 @@ returns the process exit code (0 ok, 2 bad input, 3 stopped early / export misma
     sys.exit(args.func(args))
 
 :func:`main` runs one verb on its own, for ``python -m pyser.training.train`` (and
-``torchrun -m``), ``python -m pyser.training.evaluate`` and
-``python -m pyser.training.experiments``.
+``torchrun -m``), ``python -m pyser.training.evaluate``,
+``python -m pyser.training.experiments`` and ``python -m pyser.training.baseline``.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "cmd_baseline",
     "cmd_evaluate",
     "cmd_experiment",
     "cmd_export",
@@ -48,6 +49,7 @@ _TRAIN_EXTRAS = {
     "train": ("tqdm",),
     "experiment": ("tqdm",),
     "evaluate": ("tqdm",),
+    "baseline": ("tqdm",),
     "onnx": ("onnx", "onnxruntime"),
 }
 
@@ -239,6 +241,32 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_baseline(args: argparse.Namespace) -> int:
+    """``pyser baseline [CONFIG] [--set KEY=VALUE ...] [--feature-set F] [--speaker-norm N]``."""
+    from pyser.training.smile import missing_baseline_extras
+
+    if message := missing_extras("baseline") or missing_baseline_extras():
+        return _error(message)
+    from pyser.training.baseline import SvmGrid, run_baseline, settings_for
+    from pyser.training.config import ConfigError
+
+    setup_logging()
+    try:
+        configs = config_from_args(args)
+        settings = settings_for(args.feature_set, args.speaker_norm)
+        default = SvmGrid()
+        grid = SvmGrid(C=args.c_values or default.C,
+                       gamma_factors=args.gamma_factors or default.gamma_factors)
+        if len(configs) != 1:
+            raise ConfigError(f"{args.config} is a sweep; the baseline runs one config")
+        out = run_baseline(configs[0], settings, grid)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        return _error(str(exc))
+    print(Path(out["dir"]) / "results.md")
+    print((Path(out["dir"]) / "results.md").read_text())
+    return 0
+
+
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "config",
@@ -309,6 +337,63 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-verify", action="store_true", help="skip the eager-vs-export check")
 
 
+def _positive_floats(text: str) -> tuple[float, ...]:
+    """``"0.1,1,10"`` as ``(0.1, 1.0, 10.0)``; argparse reports a bad list."""
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of numbers"
+        ) from None
+    if not values or any(not v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: give one or more positive numbers")
+    return values
+
+
+def add_baseline_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "config",
+        nargs="?",
+        default="pooled_speaker",
+        help="the CRNN config whose folds to use: a file, or the name of one in "
+        "training/configs (default: pooled_speaker)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (repeatable), e.g. --set folds=[0]",
+    )
+    p.add_argument(
+        "--feature-set",
+        choices=("compare", "egemaps", "all"),
+        default="all",
+        help="openSMILE functionals: ComParE_2016, eGeMAPSv02 or both (default all)",
+    )
+    p.add_argument(
+        "--speaker-norm",
+        choices=("off", "on", "both"),
+        default="both",
+        help="per-speaker z-scoring of the features (default both)",
+    )
+    p.add_argument(
+        "--c-values",
+        type=_positive_floats,
+        default=None,
+        metavar="C,C,...",
+        help="the SVM's C grid (default 0.1,1,10,100)",
+    )
+    p.add_argument(
+        "--gamma-factors",
+        type=_positive_floats,
+        default=None,
+        metavar="G,G,...",
+        help="the RBF gamma grid in units of 1/n_features (default 0.25,0.5,1,2,4)",
+    )
+
+
 def add_experiment_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", nargs="?", default=None, help="experiment name (see --list)")
     p.add_argument("--list", action="store_true", help="list the experiments")
@@ -342,14 +427,29 @@ _VERBS = {
         add_experiment_arguments,
         cmd_experiment,
     ),
+    "baseline": (
+        "openSMILE functionals + RBF SVM in the CRNN's folds (the classical baseline)",
+        "ComParE_2016 and eGeMAPSv02 functionals, each with an RBF SVM (C and gamma by inner "
+        "speaker-grouped CV), with and without per-speaker normalisation, in the folds of "
+        "a training config; results in out_dir/baseline_<experiment>. Needs "
+        "pip install 'pyser[baseline]'.",
+        add_baseline_arguments,
+        cmd_baseline,
+    ),
 }
 
 #: The module that runs each verb as ``python -m``.
-_MODULES = {"train": "train", "evaluate": "evaluate", "experiment": "experiments"}
+_MODULES = {
+    "train": "train",
+    "evaluate": "evaluate",
+    "experiment": "experiments",
+    "baseline": "baseline",
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``train``, ``evaluate``, ``export`` and ``experiment`` to ``pyser``'s subparsers.
+    """Add ``train``, ``evaluate``, ``export``, ``experiment`` and ``baseline`` to ``pyser``'s
+    subparsers.
 
     Imports nothing heavy: torch and the training modules load when a verb runs.
     """
