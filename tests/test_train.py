@@ -507,7 +507,7 @@ def test_variants_experiment_runs_each_variant_and_tables_them(corpus, tmp_path)
         f'features = {{n_mels = 64}}\ncache_dir = "{tmp_path / "cache"}"\nout_dir = "{tmp_path}"\n'
         "progress = false\neval_train = false\nnum_threads = 1\n"
         "[variants.base]\n[variants.masked]\naug_time_masks = 2\naug_time_mask_frames = 5\n"
-        "[variants.smooth]\nlabel_smoothing = 0.2\ncenter_lambda = 0\n"
+        "[variants.smooth]\nlabel_smoothing = 0.2\ncenter_lambda = 0\nsave_embeddings = true\n"
     )
     out = run_experiment(str(p), ["lr=1e-3"])
     exp = tmp_path / "mini_ablation"
@@ -521,6 +521,14 @@ def test_variants_experiment_runs_each_variant_and_tables_them(corpus, tmp_path)
     md = (exp / "summary.md").read_text()
     assert "| masked |" in md and "aug_time_masks = 2" in md and "base: the base config" in md
     check_figure(exp / "confusion_smooth.png", (1.1 * 4 + 1.5, 1.1 * 4 + 1.0))
+    check_figure(exp / "pca_mel.png", (4.2 * 2, 3.8))  # train/test of the one variant with z
+    # neither variants nor a sweep pass through base: the child's own table decides
+    child = tmp_path / "child.toml"
+    child.write_text('base = "mini_ablation.toml"\n[sweep]\nkey = "lr"\nvalues = [1e-3]\n')
+    spec = load_experiment(str(child))
+    assert spec.sweep_key == "lr" and not spec.variants and spec.config.steps == 3
+    child.write_text('base = "mini_ablation.toml"\n')
+    assert not load_experiment(str(child)).variants
     bad = tmp_path / "bad.toml"
     bad.write_text("[variants.x]\nno_such_key = 1\n")
     with pytest.raises(ConfigError, match="no_such_key.*variant 'x'"):

@@ -6,7 +6,10 @@ plus two optional extras:
 * ``base = "other.toml"``: start from that file (path relative to this one), then
   apply this file's keys on top;
 * a ``[sweep]`` table, ``key = "center_lambda"`` and ``values = [...]``, read by
-  ``pyser.training.experiments`` (one run per value).
+  ``pyser.training.experiments`` (one run per value);
+* or ``[variants.NAME]`` tables of keys, one run per variant (an ablation).
+
+Neither a sweep nor variants are inherited through ``base``.
 
 Overrides are ``KEY=VALUE`` strings. VALUE is parsed as a TOML value when it is one
 (``3e-4``, ``true``, ``[0, 1]``, ``"text"``) and taken as a bare string otherwise
@@ -546,13 +549,14 @@ def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if not isinstance(base, str):
         raise ConfigError(f"base in {path} must be a file name")
     merged = _read_toml(path.parent / base, seen + (path,))
-    sweep = data.pop("sweep", None)
-    merged.pop("sweep", None)  # a sweep is not inherited
+    # A sweep or a set of variants belongs to its own file: neither is inherited.
+    own = {k: data.pop(k) for k in ("sweep", "variants") if k in data}
+    merged.pop("sweep", None)
+    merged.pop("variants", None)
     if "features" in data and "features" in merged:
         data["features"] = {**merged["features"], **data["features"]}
     merged.update(data)
-    if sweep is not None:
-        merged["sweep"] = sweep
+    merged.update(own)
     return merged
 
 

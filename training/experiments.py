@@ -299,8 +299,11 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> dict:
 
 
 def run_variants(spec: ExperimentSpec, resume: bool = False) -> dict:
-    """One run per ``[variants.NAME]`` (an ablation); table (pooled and per-corpus UA) and
-    a confusion matrix per variant in ``out_dir/<experiment>``."""
+    """One run per ``[variants.NAME]`` (an ablation); table (pooled and per-corpus UA), a
+    confusion matrix per variant and, for variants that save embeddings, ``pca_<kind>.png``
+    (z of the first fold, per feature kind) in ``out_dir/<experiment>``."""
+    from pyser.training.plots import plot_pca
+
     configs = spec.configs()
     outs = _run_all(configs, resume, _DataPool())
     if not _is_main(outs):
@@ -314,6 +317,12 @@ def run_variants(spec: ExperimentSpec, resume: bool = False) -> dict:
     write_table(rows, out_dir, f"{spec.config.experiment}: ablation", note=f"Variants: {changes}.")
     for name, out in zip(spec.variants, outs):
         _confusion_figure(out, out_dir / f"confusion_{name}.png", name)
+    for kind in sorted({cfg.feature_kind for cfg in configs}):
+        named = [(n, o) for n, c, o in zip(spec.variants, configs, outs) if c.feature_kind == kind]
+        panels = _pca_panels(named)
+        if panels:
+            plot_pca(panels, outs[0]["data"]["labels"], out_dir / f"pca_{kind}.png",
+                     title=f"PCA of z ({kind}), first fold")
     return {"dir": str(out_dir), "rows": rows}
 
 
