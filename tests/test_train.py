@@ -150,6 +150,10 @@ def test_outputs_written(trained):
     assert doc["data"]["split"] == "speaker"
     md = (exp / "results.md").read_text()
     assert "| r0 f0 | 30 |" in md and "mean ± std" in md
+    assert "last step's weights" in md and doc["summary"]["test_last"]["ua"]["n"] == 1
+    fold = out["folds"][0]
+    assert fold["best_step"] == 30  # = the last step here, so both scores are of one model
+    assert fold["test_last"]["confusion"] == fold["test"]["confusion"]
     cal = out["folds"][0]["calibration"]
     assert cal["temperature"] > 0 and 0 <= cal["test_ece_after"] <= 1
     assert doc["summary"]["calibration"]["temperature"]["mean"] == pytest.approx(

@@ -150,6 +150,8 @@ def write_results(exp_dir: Path, cfg: TrainConfig, info: dict, results: Sequence
     by_corpus = summarize_by_corpus(results)
     if by_corpus:
         summary["test_by_corpus"] = by_corpus
+    if all("test_last" in r for r in results):
+        summary["test_last"] = summarize_folds(results, "test_last")
     calibration = summarize_calibration(results)
     if calibration:
         summary["calibration"] = calibration
@@ -250,6 +252,15 @@ def _results_markdown(cfg: TrainConfig, info: dict, summary: dict, rows: list[tu
         f"**{pct(s['macro_f1']['mean'])} ± {pct(s['macro_f1']['std'])}** | |"
     )
     md += _corpus_markdown(summary.get("test_by_corpus", {}), info)
+    if "test_last" in summary:
+        last = summary["test_last"]
+        md += [
+            "",
+            "The last step's weights, with no dev selection (what a `split = \"all\"` model "
+            f"keeps): test UA {pct(last['ua']['mean'])} ± {pct(last['ua']['std'])} %, WA "
+            f"{pct(last['wa']['mean'])} ± {pct(last['wa']['std'])} %, macro-F1 "
+            f"{pct(last['macro_f1']['mean'])} ± {pct(last['macro_f1']['std'])} %.",
+        ]
     md += _calibration_markdown(summary.get("calibration", {}))
     if s.get("confusion") is not None:
         md += [

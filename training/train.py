@@ -315,6 +315,16 @@ def score_fold(
     return metrics, embeddings
 
 
+def score_last(
+    model: CRNN, cfg: TrainConfig, data: PreparedData, parts: FoldParts, device: torch.device
+) -> dict:
+    """Test metrics of the weights as they are (the last step's), with no dev selection."""
+    model.eval()
+    logits, _ = predict(model, data.store, parts.test, cfg.eval_batch_size, device,
+                        crop=cfg.crop_eval)
+    return logits_report(data.y[parts.test], logits, len(data.labels))
+
+
 def score_train(
     model: CRNN, cfg: TrainConfig, data: PreparedData, parts: FoldParts, device: torch.device
 ) -> dict:
@@ -450,14 +460,16 @@ def train_fold(
             raise TrainingStopped(step)
     bar.close()
 
-    # ---- test the best-dev weights
+    # ---- test the best-dev weights (and the last ones: what a split "all" model keeps)
     final_state = cpu_state(model)
+    last = None if final else score_last(model, cfg, data, parts, device)
     if progress.best["state"] is not None:
         model.load_state_dict(progress.best["state"])
     if final:
         metrics, embeddings = {"train": score_train(model, cfg, data, parts, device)}, None
     else:
         metrics, embeddings = score_fold(model, cfg, data, parts, device)
+        metrics["test_last"] = last
     result: dict[str, Any] = {
         "repeat": int(fold.repeat),
         "fold": int(fold.fold),
