@@ -48,8 +48,12 @@ def cv_summary(results_json: Path) -> dict:
         },
         "confusion": summary["test"].get("confusion"),
     }
-    if "calibration" in summary:
-        out["calibration"] = {k: _mean_std(v) for k, v in summary["calibration"].items()}
+    if "test_last" in summary:
+        out["test_last_step"] = {m: _mean_std(summary["test_last"][m]) for m in ("ua", "wa",
+                                                                                "macro_f1")}
+    for key in ("calibration", "calibration_last"):
+        if key in summary:
+            out[key] = {k: _mean_std(v) for k, v in summary[key].items()}
     return out
 
 
@@ -68,8 +72,11 @@ def main() -> None:
     if args.cv is not None:
         cv = cv_summary(args.cv)
         extra["cross_validation"] = cv
-        if "calibration" in cv:
-            temperature = cv["calibration"]["temperature"]["mean"]
+        # a model trained on everything (split "all") is a last-step model: its temperature
+        # is the one fitted on the folds' last-step weights
+        key = "calibration_last" if meta.provenance.get("split") == "all" else "calibration"
+        if key in cv:
+            temperature = cv[key]["temperature"]["mean"]
             fold_temperature(net, temperature)
             extra["temperature"] = temperature
     meta.provenance.update(

@@ -154,6 +154,8 @@ def test_outputs_written(trained):
     fold = out["folds"][0]
     assert fold["best_step"] == 30  # = the last step here, so both scores are of one model
     assert fold["test_last"]["confusion"] == fold["test"]["confusion"]
+    assert fold["calibration_last"] == pytest.approx(fold["calibration"])
+    assert "Calibration of the last step's weights" in md
     cal = out["folds"][0]["calibration"]
     assert cal["temperature"] > 0 and 0 <= cal["test_ece_after"] <= 1
     assert doc["summary"]["calibration"]["temperature"]["mean"] == pytest.approx(

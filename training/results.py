@@ -125,10 +125,11 @@ def summarize_by_corpus(results: Sequence[dict]) -> dict:
     return out
 
 
-def summarize_calibration(results: Sequence[dict]) -> dict:
+def summarize_calibration(results: Sequence[dict], key: str = "calibration") -> dict:
     """Mean ± std (and n) over the folds of each calibration figure (temperature, ECE and
-    NLL before and after); {} when no fold has them (runs of older pyser versions)."""
-    cal = [r["calibration"] for r in results if "calibration" in r]
+    NLL before and after) under ``key`` ("calibration": the tested, best-dev weights;
+    "calibration_last": the last step's); {} when no fold has them (older pyser)."""
+    cal = [r[key] for r in results if key in r]
     if not cal:
         return {}
     return {
@@ -152,9 +153,10 @@ def write_results(exp_dir: Path, cfg: TrainConfig, info: dict, results: Sequence
         summary["test_by_corpus"] = by_corpus
     if all("test_last" in r for r in results):
         summary["test_last"] = summarize_folds(results, "test_last")
-    calibration = summarize_calibration(results)
-    if calibration:
-        summary["calibration"] = calibration
+    for key in ("calibration", "calibration_last"):
+        calibration = summarize_calibration(results, key)
+        if calibration:
+            summary[key] = calibration
     doc = {
         "experiment": cfg.experiment,
         "config": cfg.to_dict(),
@@ -261,7 +263,8 @@ def _results_markdown(cfg: TrainConfig, info: dict, summary: dict, rows: list[tu
             f"{pct(last['wa']['mean'])} ± {pct(last['wa']['std'])} %, macro-F1 "
             f"{pct(last['macro_f1']['mean'])} ± {pct(last['macro_f1']['std'])} %.",
         ]
-    md += _calibration_markdown(summary.get("calibration", {}))
+        md += _calibration_markdown(summary.get("calibration_last", {}), "the last step's weights")
+    md += _calibration_markdown(summary.get("calibration", {}), "the tested weights")
     if s.get("confusion") is not None:
         md += [
             "",
@@ -277,7 +280,7 @@ def _results_markdown(cfg: TrainConfig, info: dict, summary: dict, rows: list[tu
     return "\n".join(md) + "\n"
 
 
-def _calibration_markdown(cal: dict) -> list[str]:
+def _calibration_markdown(cal: dict, of: str) -> list[str]:
     """results.md lines on temperature scaling; [] without calibration figures."""
     if not cal:
         return []
@@ -287,7 +290,7 @@ def _calibration_markdown(cal: dict) -> list[str]:
 
     return [
         "",
-        f"Calibration ({cal['temperature']['n']} folds): temperature fitted on dev "
+        f"Calibration of {of} ({cal['temperature']['n']} folds): temperature fitted on dev "
         f"T = {pm('temperature', 1.0, 2)}; test expected calibration error "
         f"{pm('test_ece_before')} % before, {pm('test_ece_after')} % after; test NLL "
         f"{pm('test_nll_before', 1.0, 3)} before, {pm('test_nll_after', 1.0, 3)} after.",

@@ -318,11 +318,18 @@ def score_fold(
 def score_last(
     model: CRNN, cfg: TrainConfig, data: PreparedData, parts: FoldParts, device: torch.device
 ) -> dict:
-    """Test metrics of the weights as they are (the last step's), with no dev selection."""
+    """``{"test_last": metrics, "calibration_last": ...}`` of the weights as they are (the
+    last step's), with no dev selection: what a split "all" model is, and the temperature it
+    should get (fitted on these weights' dev logits)."""
     model.eval()
-    logits, _ = predict(model, data.store, parts.test, cfg.eval_batch_size, device,
-                        crop=cfg.crop_eval)
-    return logits_report(data.y[parts.test], logits, len(data.labels))
+    bs, crop = cfg.eval_batch_size, cfg.crop_eval
+    test, _ = predict(model, data.store, parts.test, bs, device, crop=crop)
+    dev, _ = predict(model, data.store, parts.dev, bs, device, crop=crop)
+    y_test, y_dev = data.y[parts.test], data.y[parts.dev]
+    return {
+        "test_last": logits_report(y_test, test, len(data.labels)),
+        "calibration_last": calibration_report(dev, y_dev, test, y_test),
+    }
 
 
 def score_train(
@@ -469,7 +476,7 @@ def train_fold(
         metrics, embeddings = {"train": score_train(model, cfg, data, parts, device)}, None
     else:
         metrics, embeddings = score_fold(model, cfg, data, parts, device)
-        metrics["test_last"] = last
+        metrics.update(last)
     result: dict[str, Any] = {
         "repeat": int(fold.repeat),
         "fold": int(fold.fold),
