@@ -38,7 +38,7 @@ def cv_summary(results_json: Path) -> dict:
     summary, cfg = doc["summary"], doc["config"]
     out = {
         "experiment": doc["experiment"],
-        "protocol": f"{cfg['split']} split, {cfg['n_folds']} folds, seeds {cfg['seeds']}; "
+        "protocol": f"{doc['data']['split']} split, {cfg['n_folds']} folds, seeds {cfg['seeds']}; "
                     "test metrics are the mean ± std over the fold runs",
         "folds_run": summary["test"]["ua"]["n"],
         "test": {m: _mean_std(summary["test"][m]) for m in ("ua", "wa", "macro_f1")},
