@@ -41,4 +41,5 @@ elif mode == "spk":
 else:
     raise SystemExit(f"unknown mode {mode}")
 out = run(cfg, resume="--resume" in sys.argv, data=data)
-print(out["summary"]["test"]["ua"], {c: s["ua"] for c, s in out["summary"].get("test_by_corpus", {}).items()})
+by_corpus = out["summary"].get("test_by_corpus", {})
+print(out["summary"]["test"]["ua"], {c: s["ua"] for c, s in by_corpus.items()})
