@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pyser.training.extras import missing_baseline_extras, missing_extras
+
 __all__ = [
     "cmd_baseline",
     "cmd_evaluate",
@@ -42,37 +44,6 @@ __all__ = [
 def _error(msg: str) -> int:
     print(f"error: {msg}", file=sys.stderr)
     return 2
-
-
-#: Modules of the ``train`` extra that each verb needs.
-_TRAIN_EXTRAS = {
-    "train": ("tqdm",),
-    "experiment": ("tqdm",),
-    "evaluate": ("tqdm",),
-    "baseline": ("tqdm",),
-    "onnx": ("onnx", "onnxruntime"),
-}
-
-
-def missing_extras(verb: str) -> str | None:
-    """A message naming the missing modules of ``verb`` and the extra to install, or None."""
-    import importlib.util
-
-    missing = []
-    for name in _TRAIN_EXTRAS[verb]:
-        try:
-            found = importlib.util.find_spec(name) is not None
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            missing.append(name)
-    if not missing:
-        return None
-    what = "ONNX export" if verb == "onnx" else f"pyser {verb}"
-    return (
-        f"{what} needs the training extras ({', '.join(missing)} not installed): "
-        "pip install 'pyser[train]'"
-    )
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -243,7 +214,6 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 def cmd_baseline(args: argparse.Namespace) -> int:
     """``pyser baseline [CONFIG] [--set KEY=VALUE ...] [--feature-set F] [--speaker-norm N]``."""
-    from pyser.training.smile import missing_baseline_extras
 
     if message := missing_extras("baseline") or missing_baseline_extras():
         return _error(message)
@@ -277,16 +247,21 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     add_run_options(p)
 
 
-def add_run_options(p: argparse.ArgumentParser) -> None:
-    """--set, --device and --resume, shared by train and experiment."""
+def add_set_option(p: argparse.ArgumentParser, example: str = "steps=500") -> None:
+    """--set KEY=VALUE (repeatable) into ``args.overrides``."""
     p.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config key (repeatable), e.g. --set steps=500",
+        help=f"override a config key (repeatable), e.g. --set {example}",
     )
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """--set, --device and --resume, shared by train and experiment."""
+    add_set_option(p)
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
     p.add_argument(
         "--resume",
@@ -358,14 +333,7 @@ def add_baseline_arguments(p: argparse.ArgumentParser) -> None:
         help="the CRNN config whose folds to use: a file, or the name of one in "
         "training/configs (default: pooled_speaker)",
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (repeatable), e.g. --set folds=[0]",
-    )
+    add_set_option(p, "folds=[0]")
     p.add_argument(
         "--feature-set",
         choices=("compare", "egemaps", "all"),

@@ -157,24 +157,17 @@ def write_results(exp_dir: Path, cfg: TrainConfig, info: dict, results: Sequence
         calibration = summarize_calibration(results, key)
         if calibration:
             summary[key] = calibration
-    doc = {
-        "experiment": cfg.experiment,
-        "config": cfg.to_dict(),
-        "data": info,
-        "summary": summary,
-        "folds": [{k: v for k, v in r.items() if k != "history"} for r in results],
-    }
-    atomic_write_text(exp_dir / "results.json", strict_json(doc, indent=1))
+    _write_json(exp_dir, cfg, info, summary, results)
     rows = _fold_rows(results)
     atomic_write_text(exp_dir / "results.md", _results_markdown(cfg, info, summary, rows))
     atomic_write_text(exp_dir / "results.csv", _results_csv(cfg, summary, rows))
     return summary
 
 
-def _write_final(exp_dir: Path, cfg: TrainConfig, info: dict, results: Sequence[dict]) -> dict:
-    """results.json and results.md of a run on every utterance (split "all"): its training
-    metrics only; held-out figures come from the cross-validation that chose the recipe."""
-    summary = {"train": summarize_folds(results, "train")}
+def _write_json(
+    exp_dir: Path, cfg: TrainConfig, info: dict, summary: dict, results: Sequence[dict]
+) -> None:
+    """results.json: the config, the data, the summary and the folds (without histories)."""
     doc = {
         "experiment": cfg.experiment,
         "config": cfg.to_dict(),
@@ -183,6 +176,13 @@ def _write_final(exp_dir: Path, cfg: TrainConfig, info: dict, results: Sequence[
         "folds": [{k: v for k, v in r.items() if k != "history"} for r in results],
     }
     atomic_write_text(exp_dir / "results.json", strict_json(doc, indent=1))
+
+
+def _write_final(exp_dir: Path, cfg: TrainConfig, info: dict, results: Sequence[dict]) -> dict:
+    """results.json and results.md of a run on every utterance (split "all"): its training
+    metrics only; held-out figures come from the cross-validation that chose the recipe."""
+    summary = {"train": summarize_folds(results, "train")}
+    _write_json(exp_dir, cfg, info, summary, results)
     t = summary["train"]
     md = [
         f"# {cfg.experiment}",

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from pyser._io import atomic_write
+from pyser.training.extras import missing_baseline_extras
 
 __all__ = [
     "FEATURE_SETS",
@@ -44,7 +45,6 @@ __all__ = [
     "SmileCache",
     "extract_functionals",
     "feature_set",
-    "missing_baseline_extras",
 ]
 
 log = logging.getLogger(__name__)
@@ -66,31 +66,6 @@ FEATURE_SETS: dict[str, FeatureSet] = {
     "compare": FeatureSet("compare", "ComParE_2016", 6373),
     "egemaps": FeatureSet("egemaps", "eGeMAPSv02", 88),
 }
-
-#: Modules of the ``baseline`` extra (import name -> what it is for).
-_BASELINE_MODULES = {"opensmile": "openSMILE", "sklearn": "scikit-learn"}
-
-
-def missing_baseline_extras() -> str | None:
-    """A message naming the missing modules of the baseline and the extra to install, or
-    None when everything is there."""
-    import importlib.util
-
-    missing = []
-    for module, package in _BASELINE_MODULES.items():
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            missing.append(package)
-    if not missing:
-        return None
-    return (
-        f"pyser baseline needs the baseline extras ({', '.join(missing)} not installed): "
-        "pip install 'pyser[baseline]'"
-    )
-
 
 def feature_set(name: str) -> FeatureSet:
     """The :class:`FeatureSet` called ``name``; ValueError naming the known ones."""
