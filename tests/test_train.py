@@ -440,7 +440,8 @@ def test_cli_train_and_evaluate(corpus, tmp_path, capsys):
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_training_runs_on_cuda(corpus, tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "auto"])  # auto: bf16 autocast on the GPU
+def test_training_runs_on_cuda(corpus, tmp_path, precision):
     from pyser.training.train import run
 
     out = run(
@@ -449,6 +450,7 @@ def test_training_runs_on_cuda(corpus, tmp_path):
             tmp_path / "gpu",
             steps=12,
             device="cuda",
+            precision=precision,
             eval_every=6,
             best_after_step=0,
             log_every=3,
