@@ -464,12 +464,15 @@ class ModelMetadata:
         provenance: training data, split, metrics, date, pyser version, ... (JSON values).
         model: architecture facts filled in on save (arch, n_bins, n_classes, min_frames,
             embedding_dim, rnn_input_size); readers such as ONNX Runtime users need them.
+        speaker_adaptation: ``pyser.adapt.SpeakerAdaptation.to_dict()`` of a model trained
+            for online speaker adaptation; empty for one that was not.
     """
 
     labels: list[str]
     feature_config: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
     model: dict = field(default_factory=dict)
+    speaker_adaptation: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if hasattr(self.feature_config, "to_dict"):  # a FeatureConfig
@@ -483,13 +486,14 @@ class ModelMetadata:
             raise ValueError(f"ModelMetadata: labels must be non-empty strings, got {self.labels}")
         if len(set(self.labels)) != len(self.labels):
             raise ValueError(f"ModelMetadata: duplicate labels in {self.labels}")
-        for name in ("feature_config", "provenance", "model"):
+        for name in ("feature_config", "provenance", "model", "speaker_adaptation"):
             value = getattr(self, name)
             if not isinstance(value, dict):
                 msg = f"ModelMetadata: {name} must be a dict, got {type(value)}"
                 raise ValueError(msg)  # noqa: TRY004 (from_dict maps ValueError to ModelFileError)
             setattr(self, name, _json_roundtrip(value, name))
         self.features()  # a feature config no extractor accepts is an error here, not at use
+        self.adaptation()
 
     def features(self) -> Any:
         """The ``pyser.FeatureConfig`` of ``feature_config`` (None when it is empty).
@@ -506,8 +510,26 @@ class ModelMetadata:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"ModelMetadata: invalid feature_config: {exc}") from None
 
+    def adaptation(self) -> Any:
+        """The ``pyser.adapt.SpeakerAdaptation`` of ``speaker_adaptation`` (None when empty).
+
+        Raises ValueError when it is malformed or its bin count is not the features'.
+        """
+        if not self.speaker_adaptation:
+            return None
+        from pyser.adapt import SpeakerAdaptation
+
+        adaptation = SpeakerAdaptation.from_dict(self.speaker_adaptation)
+        features = self.features()
+        if features is not None and adaptation.n_bins != features.n_bins:
+            raise ValueError(
+                f"ModelMetadata: speaker_adaptation has {adaptation.n_bins} bins, the "
+                f"features {features.n_bins}"
+            )
+        return adaptation
+
     def to_dict(self) -> dict:
-        return {
+        out = {
             "format": _FORMAT,
             "format_version": _FORMAT_VERSION,
             "labels": list(self.labels),
@@ -515,6 +537,9 @@ class ModelMetadata:
             "provenance": self.provenance,
             "model": self.model,
         }
+        if self.speaker_adaptation:  # absent for other models: their files stay as they were
+            out["speaker_adaptation"] = self.speaker_adaptation
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False)
@@ -535,6 +560,7 @@ class ModelMetadata:
                 feature_config=data.get("feature_config", {}),
                 provenance=data.get("provenance", {}),
                 model=data.get("model", {}),
+                speaker_adaptation=data.get("speaker_adaptation", {}),
             )
         except (KeyError, ValueError) as exc:
             raise ModelFileError(f"invalid pyser model metadata: {exc}") from None
@@ -601,6 +627,7 @@ def prepare_metadata(
         feature_config=dict(metadata.feature_config),
         provenance=provenance,
         model=facts,
+        speaker_adaptation=dict(metadata.speaker_adaptation),
     )
 
 

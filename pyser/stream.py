@@ -40,7 +40,7 @@ from pyser.backend import load_backend
 from pyser.features import FeatureConfig, StreamingFeatures, extract_features
 from pyser.model import CNN_LAYERS, ModelFileError
 from pyser.ring import FrameRing
-from pyser.vad import VadConfig, VoiceActivityDetector
+from pyser.vad import VadConfig, VoiceActivityDetector, speech_mask
 
 __all__ = [
     "DEFAULT_VAD",
@@ -397,17 +397,7 @@ def _resample_whole(x: np.ndarray, rate: int, target: int) -> np.ndarray:
 
 def _speech_seconds(frames: np.ndarray, vad: VadConfig, frame_rate: float) -> float:
     """Seconds of speech that ``vad`` finds in a whole utterance's frames."""
-    detector = VoiceActivityDetector(vad, frame_rate)
-    start, total = None, 0
-    for kind, t, _ in detector.accept(frames):
-        if kind == "start":
-            start = t
-        else:
-            total += t - start
-            start = None
-    if start is not None:
-        total += len(frames) - start
-    return total / frame_rate
+    return float(speech_mask(frames, vad, frame_rate).sum()) / frame_rate
 
 
 # ---------------------------------------------------------------------------- stream

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["VadConfig", "VoiceActivityDetector", "frame_levels"]
+__all__ = ["VadConfig", "VoiceActivityDetector", "frame_levels", "speech_mask"]
 
 
 @dataclass(frozen=True)
@@ -168,3 +168,19 @@ class VoiceActivityDetector:
                     self.in_speech = False
                     out.append(("end", t + 1 - self._min_silence, t))
         return out
+
+
+def speech_mask(frames: np.ndarray, config: VadConfig, frame_rate: float) -> np.ndarray:
+    """(n,) bool: the frames of a whole utterance (n, n_bins) dB that ``config``'s detector
+    puts inside a speech segment (a segment still open at the end runs to the last frame)."""
+    mask = np.zeros(len(frames), dtype=bool)
+    start = None
+    for kind, t, _ in VoiceActivityDetector(config, frame_rate).accept(frames):
+        if kind == "start":
+            start = t
+        elif start is not None:
+            mask[start:t] = True
+            start = None
+    if start is not None:
+        mask[start:] = True
+    return mask

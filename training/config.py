@@ -219,6 +219,19 @@ class TrainConfig:
     aug_freq_mask_bins: int = 16
     """Maximum width of a frequency mask, in bins."""
 
+    # --- online speaker adaptation (pyser.adapt; pyser.training.speaker_adapt)
+    speaker_adapt: bool = False
+    """Train and evaluate with online per-speaker feature normalisation: each example is
+    shifted by the mean speech spectrum of a random set of its speaker's other utterances
+    (training), or of the utterances its speaker said before it in a stream (dev and test).
+    The model file then carries the constants ``Recognizer`` needs to do it live."""
+    speaker_adapt_prior_s: float = 3.0
+    """Seconds of speech at the population mean that a speaker's estimate starts from."""
+    speaker_adapt_max_history: int = 32
+    """Training: at most this many same-speaker utterances make an example's history."""
+    speaker_adapt_p_none: float = 0.25
+    """Training: the fraction of examples given no history (as a first utterance is)."""
+
     # --- evaluation and model selection
     eval_every: int = 20
     """Dev UA every this many steps (and at the last step)."""
@@ -289,6 +302,18 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.aug_freq_warp < 0.5:
             raise ConfigError(f"aug_freq_warp must be in [0, 0.5), got {self.aug_freq_warp}")
+        if self.speaker_adapt_prior_s <= 0:
+            raise ConfigError(
+                f"speaker_adapt_prior_s must be > 0, got {self.speaker_adapt_prior_s}"
+            )
+        if self.speaker_adapt_max_history < 1:
+            raise ConfigError(
+                f"speaker_adapt_max_history must be >= 1, got {self.speaker_adapt_max_history}"
+            )
+        if not 0 <= self.speaker_adapt_p_none <= 1:
+            raise ConfigError(
+                f"speaker_adapt_p_none must be in [0, 1], got {self.speaker_adapt_p_none}"
+            )
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.lr_schedule not in ("constant", "cosine"):

@@ -33,6 +33,9 @@ class PreparedData:
     feature_config: Any
     split_kind: str
     info: dict = field(default_factory=dict)
+    speech: tuple | None = None
+    """(sums, counts) of every utterance's VAD speech frames, filled on first use by
+    speaker adaptation (pyser.training.speaker_adapt.speech_sums)."""
 
 
 def prepare_data(cfg: TrainConfig, rt: Runtime | None = None) -> PreparedData:

@@ -22,12 +22,14 @@ def predict(
     device: torch.device,
     embeddings: bool = False,
     crop: bool = True,
+    shifts: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Logits (n, C) (and z (n, D) when ``embeddings``) for utterances ``idx``, in order.
 
     Works with an eager CRNN or a TorchScript one; batches are formed by length so that
     little padding is computed (the model's outputs do not depend on padding). ``crop``:
-    centre-cropped (training length) or whole utterances.
+    centre-cropped (training length) or whole utterances. ``shifts``: (len(idx), n_bins)
+    dB added to each utterance's frames (online speaker adaptation), or None.
     """
     was_training = getattr(model, "training", False)
     model.eval()
@@ -39,6 +41,8 @@ def predict(
     for start in range(0, len(order), batch_size):
         pos = order[start : start + batch_size]
         x, lengths = collate([store.get(int(idx[p]), crop) for p in pos])
+        if shifts is not None:
+            x += torch.from_numpy(shifts[pos])[:, None, :]
         x, lengths = x.to(device), lengths.to(device)
         if embeddings:
             logits, z = model.forward_with_embedding(x, lengths)

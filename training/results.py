@@ -71,6 +71,7 @@ def write_fold(
     model: nn.Module,
     final_state: dict[str, Tensor],
     embeddings: dict[str, np.ndarray] | None,
+    adaptation: dict | None = None,
 ) -> None:
     """A finished fold's files in ``out_dir``: ``model.pt`` (the tested weights, a
     ``pyser.model.save_model`` file, left on the CPU), ``embeddings.npz`` (when given),
@@ -81,6 +82,7 @@ def write_fold(
         labels=list(data.labels),
         feature_config=data.feature_config.to_dict(),
         provenance=fold_provenance(cfg, data, fold, result),
+        speaker_adaptation=adaptation or {},
     )
     save_model(out_dir / "model.pt", model.to("cpu"), meta)
     if embeddings is not None:
@@ -112,13 +114,13 @@ def summarize_folds(results: Sequence[dict], split: str = "test") -> dict:
     return out
 
 
-def summarize_by_corpus(results: Sequence[dict]) -> dict:
+def summarize_by_corpus(results: Sequence[dict], key: str = "test_by_corpus") -> dict:
     """Per corpus: mean ± std of test UA/WA/macro-F1 over the folds (and repeats) that test
-    it (``n``: how many), from each fold's ``test_by_corpus``; {} for single-corpus runs."""
-    corpora = sorted({c for r in results for c in r.get("test_by_corpus", {})})
+    it (``n``: how many), from each fold's ``key``; {} for single-corpus runs."""
+    corpora = sorted({c for r in results for c in r.get(key, {})})
     out = {}
     for c in corpora:
-        reports = [r["test_by_corpus"][c] for r in results if c in r.get("test_by_corpus", {})]
+        reports = [r[key][c] for r in results if c in r.get(key, {})]
         s = summarize([dict(rep, confusion=np.asarray(rep["confusion"])) for rep in reports])
         out[c] = {m: s[m] for m in ("ua", "wa", "macro_f1")}
         out[c]["confusion"] = s["confusion"].tolist() if "confusion" in s else None
@@ -153,6 +155,11 @@ def write_results(exp_dir: Path, cfg: TrainConfig, info: dict, results: Sequence
         summary["test_by_corpus"] = by_corpus
     if all("test_last" in r for r in results):
         summary["test_last"] = summarize_folds(results, "test_last")
+    if all("test_unadapted" in r for r in results):  # speaker adaptation: utterances alone
+        summary["test_unadapted"] = summarize_folds(results, "test_unadapted")
+        alone = summarize_by_corpus(results, "test_unadapted_by_corpus")
+        if alone:
+            summary["test_unadapted_by_corpus"] = alone
     for key in ("calibration", "calibration_last"):
         calibration = summarize_calibration(results, key)
         if calibration:
@@ -254,6 +261,19 @@ def _results_markdown(cfg: TrainConfig, info: dict, summary: dict, rows: list[tu
         f"**{pct(s['macro_f1']['mean'])} ± {pct(s['macro_f1']['std'])}** | |"
     )
     md += _corpus_markdown(summary.get("test_by_corpus", {}), info)
+    if "test_unadapted" in summary:
+        alone = summary["test_unadapted"]
+        md += [
+            "",
+            "Online speaker adaptation: the table scores each test speaker's utterances as one "
+            "stream, each adapted by those before it. Each utterance alone (no history, as "
+            f"`Recognizer.predict` without a speaker): test UA {pct(alone['ua']['mean'])} ± "
+            f"{pct(alone['ua']['std'])} %, WA {pct(alone['wa']['mean'])} ± "
+            f"{pct(alone['wa']['std'])} %"
+            + "".join(f"; {c} UA {pct(v['ua']['mean'])} ± {pct(v['ua']['std'])} %"
+                      for c, v in summary.get("test_unadapted_by_corpus", {}).items())
+            + ".",
+        ]
     if "test_last" in summary:
         last = summary["test_last"]
         md += [

@@ -58,6 +58,7 @@ from pyser.training.progress import progress_bar
 from pyser.training.results import write_fold, write_results
 from pyser.training.runtime import Runtime, autocast_dtype, setup_runtime, torch_settings
 from pyser.training.sampler import BatchSampler
+from pyser.training.speaker_adapt import SpeakerHistory, speech_sums
 from pyser.training.store import collate, fit_normalization
 
 __all__ = [
@@ -95,6 +96,8 @@ class FoldParts:
     dev: np.ndarray
     test: np.ndarray
     counts: dict[str, list[int]]
+    shifts: dict[str, np.ndarray] = field(default_factory=dict)
+    """Speaker adaptation: per part, (n, n_bins) stream-order shifts; empty when off."""
 
     @classmethod
     def of(cls, fold: Any, y: np.ndarray, n_classes: int) -> FoldParts:
@@ -173,6 +176,21 @@ def new_model(
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
+def speaker_history(cfg: TrainConfig, data: PreparedData, parts: FoldParts,
+                    seed: int) -> SpeakerHistory:
+    """The fold's speaker adaptation; fills ``parts.shifts`` with each part's stream-order
+    shifts (the order drawn from ``seed``)."""
+    if data.speech is None:
+        data.speech = speech_sums(data.store, data.feature_config.frame_rate)
+    speakers = [(u.corpus, u.speaker) for u in data.utts]
+    history = SpeakerHistory(*data.speech, speakers, parts.train,
+                             cfg.speaker_adapt_prior_s * data.feature_config.frame_rate,
+                             cfg.speaker_adapt_max_history, cfg.speaker_adapt_p_none)
+    for name in ("train", "dev", "test"):
+        parts.shifts[name] = history.stream_shifts(getattr(parts, name), seed)
+    return history
+
+
 def learning_rate(cfg: TrainConfig, step: int) -> float:
     """The learning rate of 0-based ``step``: ``cfg.lr``, or with ``lr_schedule = "cosine"``
     a half cosine from ``lr`` (after the loss warm-up) to ``lr * lr_final`` at the last step.
@@ -227,15 +245,20 @@ def train_step(
     autocast: torch.dtype | None = None,
     augment: Callable[[Tensor, Tensor], Tensor] | None = None,
     label_smoothing: float = 0.0,
+    shifts: np.ndarray | None = None,
 ) -> list[float]:
     """One optimiser step on this rank's share of ``batch``; returns the batch's
     (loss, ce, center) averaged over the ranks. ``autocast``: the forward pass's reduced
     precision (None: float32); the losses are computed in float32 either way. ``augment``:
-    ``(x, lengths) -> x`` applied to the collated frames (see pyser.training.augment)."""
+    ``(x, lengths) -> x`` applied to the collated frames (see pyser.training.augment).
+    ``shifts``: (len(batch), n_bins) dB added to each example's frames first (speaker
+    adaptation), or None."""
     device = rt.device
     y_all = torch.as_tensor(data.y)
     shard = batch[rt.rank :: rt.world_size]
     x, lengths = collate([data.store.get(int(i)) for i in shard])
+    if shifts is not None:
+        x += torch.from_numpy(shifts[rt.rank :: rt.world_size])[:, None, :]
     if augment is not None:
         x = augment(x, lengths)
     x, lengths = x.to(device, non_blocking=True), lengths.to(device, non_blocking=True)
@@ -265,10 +288,12 @@ def train_step(
 
 def evaluate_dev(
     model: CRNN, cfg: TrainConfig, data: PreparedData, dev_idx: np.ndarray, progress: Progress,
-    device: torch.device,
+    device: torch.device, shifts: np.ndarray | None = None,
 ) -> dict:
-    """Dev UA/WA after ``progress.step`` steps, into the history; keeps the best weights."""
-    logits, _ = predict(model, data.store, dev_idx, cfg.eval_batch_size, device, crop=cfg.crop_eval)
+    """Dev UA/WA after ``progress.step`` steps, into the history; keeps the best weights.
+    ``shifts``: the dev utterances' speaker-adaptation shifts, or None."""
+    logits, _ = predict(model, data.store, dev_idx, cfg.eval_batch_size, device,
+                        crop=cfg.crop_eval, shifts=shifts)
     r = logits_report(data.y[dev_idx], logits, len(data.labels))
     done, best = progress.step, progress.best
     progress.history["dev"].append({"step": done, "ua": r["ua"], "wa": r["wa"]})
@@ -288,19 +313,27 @@ def score_fold(
     want_z = cfg.save_embeddings
     bs = cfg.eval_batch_size
     test_logits, z_test = predict(
-        model, data.store, parts.test, bs, device, want_z, crop=cfg.crop_eval
+        model, data.store, parts.test, bs, device, want_z, crop=cfg.crop_eval,
+        shifts=parts.shifts.get("test"),
     )
     metrics = {"test": logits_report(data.y[parts.test], test_logits, n_classes)}
     if "corpora" in data.info:  # several corpora: also each corpus's part of the test set
         metrics["test_by_corpus"] = reports_by_corpus(data, parts.test, test_logits)
-    dev_logits, _ = predict(model, data.store, parts.dev, bs, device, crop=cfg.crop_eval)
+    if parts.shifts:  # adapted: also each test utterance alone, as predict() without a speaker
+        alone, _ = predict(model, data.store, parts.test, bs, device, crop=cfg.crop_eval)
+        metrics["test_unadapted"] = logits_report(data.y[parts.test], alone, n_classes)
+        if "corpora" in data.info:
+            metrics["test_unadapted_by_corpus"] = reports_by_corpus(data, parts.test, alone)
+    dev_logits, _ = predict(model, data.store, parts.dev, bs, device, crop=cfg.crop_eval,
+                            shifts=parts.shifts.get("dev"))
     metrics["dev"] = logits_report(data.y[parts.dev], dev_logits, n_classes)
     metrics["calibration"] = calibration_report(
         dev_logits, data.y[parts.dev], test_logits, data.y[parts.test]
     )
     z_train = None
     if cfg.eval_train or want_z:
-        train_logits, z_train = predict(model, data.store, parts.train, bs, device, want_z)
+        train_logits, z_train = predict(model, data.store, parts.train, bs, device, want_z,
+                                        shifts=parts.shifts.get("train"))
         if cfg.eval_train:
             metrics["train"] = logits_report(data.y[parts.train], train_logits, n_classes)
     embeddings = None
@@ -323,8 +356,10 @@ def score_last(
     should get (fitted on these weights' dev logits)."""
     model.eval()
     bs, crop = cfg.eval_batch_size, cfg.crop_eval
-    test, _ = predict(model, data.store, parts.test, bs, device, crop=crop)
-    dev, _ = predict(model, data.store, parts.dev, bs, device, crop=crop)
+    test, _ = predict(model, data.store, parts.test, bs, device, crop=crop,
+                      shifts=parts.shifts.get("test"))
+    dev, _ = predict(model, data.store, parts.dev, bs, device, crop=crop,
+                     shifts=parts.shifts.get("dev"))
     y_test, y_dev = data.y[parts.test], data.y[parts.dev]
     return {
         "test_last": logits_report(y_test, test, len(data.labels)),
@@ -405,6 +440,7 @@ def train_fold(
     schedule = LossSchedule(cfg.center_lambda, cfg.center_alpha, cfg.warmup_steps)
     sampler = BatchSampler(len(parts.train), cfg.batch_size, seed)
     augment = make_augment(cfg, model, seed)
+    history = speaker_history(cfg, data, parts, seed) if cfg.speaker_adapt else None
     if rt.world_size > sampler.batch_size:
         raise ValueError(f"batch of {sampler.batch_size} cannot be shared by {rt.world_size} ranks")
 
@@ -440,8 +476,11 @@ def train_fold(
             group["lr"] = learning_rate(cfg, progress.step)
         batch = parts.train[sampler.next()]
         step_augment = partial(augment.apply, step=progress.step) if augment else None
+        # a function of (seed, step), like the augmentation: a resumed run draws the same
+        shifts = (history.train_shifts(batch, np.random.default_rng([seed, progress.step, 7]))
+                  if history else None)
         progress.add(train_step(net, centers, optimizer, data, batch, weights, lam, alpha, rt,
-                                autocast, step_augment, cfg.label_smoothing))
+                                autocast, step_augment, cfg.label_smoothing, shifts))
         progress.step += 1
         step = progress.step
 
@@ -453,7 +492,8 @@ def train_fold(
             bar.set_postfix(loss=f"{rec['loss']:.3f}", dev_ua=f"{max(progress.best['ua'], 0):.3f}")
             t0 = time.perf_counter()
         if not final and (step % cfg.eval_every == 0 or step == cfg.steps):
-            r = evaluate_dev(model, cfg, data, parts.dev, progress, device)
+            r = evaluate_dev(model, cfg, data, parts.dev, progress, device,
+                             parts.shifts.get("dev"))
             if rt.is_main:
                 events("eval", **where, step=step, dev_ua=r["ua"], dev_wa=r["wa"],
                        best_ua=progress.best["ua"], best_step=progress.best["step"])
@@ -495,7 +535,8 @@ def train_fold(
     if rt.is_main:
         if embeddings is not None:
             embeddings["centers"] = centers.centers.detach().cpu().numpy()
-        write_fold(out_dir, cfg, data, fold, result, model, final_state, embeddings)
+        write_fold(out_dir, cfg, data, fold, result, model, final_state, embeddings,
+                   history.adaptation.to_dict() if history else None)
         scored = "train" if final else "test"
         events("fold_end", **where, best_step=result["best_step"],
                best_dev_ua=result["best_dev_ua"],

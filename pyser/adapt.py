@@ -1,0 +1,124 @@
+"""Online speaker adaptation: per-bin feature normalisation by the speech a stream has heard.
+
+Emotion cues sit on top of large speaker and channel differences in the log spectrum (a
+deep voice, a bright microphone). Subtracting each speaker's mean spectrum removes most of
+them; the classical systems do it with all of a speaker's data at once. Here it is done
+online, from what one stream (one speaker, one microphone) has said so far:
+
+    mu_speaker = (prior_frames * mu_population + sum of heard speech frames)
+                 / (prior_frames + number of heard speech frames)
+    model input = frames + (mu_population - mu_speaker)
+
+``mu_population`` is the mean speech frame of the training data and ``prior_frames`` a
+pseudo-count that shrinks a short history toward it, so with nothing heard the input is
+unchanged and the model behaves as without adaptation. The estimate changes only between
+utterances (never inside one), so streaming stays exact and an utterance never normalises
+itself. Training draws the same estimate from random sets of other utterances of the same
+speaker (pyser.training.speaker_adapt), none included as often as several.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["SpeakerAdaptation", "SpeakerState"]
+
+
+@dataclass(frozen=True)
+class SpeakerAdaptation:
+    """A model's adaptation constants (stored in its metadata as ``speaker_adaptation``).
+
+    Attributes:
+        population_mean: (n_bins,) dB, the mean VAD-speech frame of the training data.
+        prior_frames: pseudo-count of ``population_mean`` in a speaker's estimate (frames).
+    """
+
+    population_mean: np.ndarray
+    prior_frames: float
+
+    def __post_init__(self) -> None:
+        mean = np.asarray(self.population_mean, dtype=np.float64).reshape(-1)
+        if mean.size == 0 or not np.isfinite(mean).all():
+            raise ValueError("speaker_adaptation: population_mean must be finite, non-empty")
+        if not (np.isfinite(self.prior_frames) and self.prior_frames > 0):
+            raise ValueError(
+                f"speaker_adaptation: prior_frames must be > 0, got {self.prior_frames!r}"
+            )
+        object.__setattr__(self, "population_mean", mean)
+
+    @property
+    def n_bins(self) -> int:
+        return int(self.population_mean.size)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"population_mean": [float(v) for v in self.population_mean],
+                "prior_frames": float(self.prior_frames)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SpeakerAdaptation:
+        try:
+            return cls(np.asarray(d["population_mean"], dtype=np.float64),
+                       float(d["prior_frames"]))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"speaker_adaptation metadata is malformed: {exc}") from exc
+
+    def shift(self, speech_sum: np.ndarray, speech_frames: float) -> np.ndarray:
+        """(n_bins,) float32 added to every frame, for heard speech with per-bin sum
+        ``speech_sum`` (n_bins,) over ``speech_frames`` frames (0 -> zeros)."""
+        n0 = self.prior_frames
+        mu = (n0 * self.population_mean + speech_sum) / (n0 + speech_frames)
+        return (self.population_mean - mu).astype(np.float32)
+
+    def new_speaker(self) -> SpeakerState:
+        return SpeakerState(self)
+
+
+class SpeakerState:
+    """What one speaker (one stream) has said so far, as the shift it gives the features.
+
+    Create with :meth:`pyser.Recognizer.new_speaker`; pass to ``Recognizer.predict(...,
+    speaker=state)`` utterance after utterance (or let an ``EmotionStream`` keep its own).
+    """
+
+    def __init__(self, adaptation: SpeakerAdaptation) -> None:
+        self.adaptation = adaptation
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the speaker: the shift is zero again."""
+        self._sum = np.zeros(self.adaptation.n_bins, dtype=np.float64)
+        self._count = 0
+        self._shift = np.zeros(self.adaptation.n_bins, dtype=np.float32)
+
+    @property
+    def speech_frames(self) -> int:
+        """Speech frames heard so far."""
+        return self._count
+
+    @property
+    def shift(self) -> np.ndarray:
+        """(n_bins,) float32 dB to add to the frames of the next utterance."""
+        return self._shift
+
+    def add(self, frames: np.ndarray) -> None:
+        """Hear speech frames (n, n_bins) dB (after an utterance, never during it)."""
+        frames = np.asarray(frames, dtype=np.float64)
+        if frames.ndim != 2 or frames.shape[1] != self.adaptation.n_bins:
+            raise ValueError(
+                f"SpeakerState.add: frames must be (n, {self.adaptation.n_bins}), "
+                f"got {frames.shape}"
+            )
+        if not np.isfinite(frames).all():
+            raise ValueError("SpeakerState.add: frames hold NaN or inf")
+        self.add_sums(frames.sum(axis=0), len(frames))
+
+    def add_sums(self, speech_sum: np.ndarray, speech_frames: int) -> None:
+        """Hear speech given as its per-bin sum (n_bins,) over ``speech_frames`` frames."""
+        if speech_frames <= 0:
+            return
+        self._sum = self._sum + np.asarray(speech_sum, dtype=np.float64)
+        self._count += int(speech_frames)
+        self._shift = self.adaptation.shift(self._sum, self._count)
