@@ -6,6 +6,7 @@
 
 from typing import Any
 
+from pyser.adapt import SpeakerState
 from pyser.features import (
     FeatureConfig,
     StreamingFeatures,
@@ -32,6 +33,7 @@ __all__ = [
     "Prediction",
     "Recognizer",
     "SpeechEnd",
+    "SpeakerState",
     "SpeechStart",
     "StreamingFeatures",
     "Utterance",

@@ -469,6 +469,15 @@ def _predict(args: argparse.Namespace) -> int:
         raise CommandError(f"--json and --format {fmt} disagree; give one of them")
     recognizer = _load_recognizer(args)
     labels = list(recognizer.labels)
+    speaker = None
+    if args.same_speaker:
+        if args.timeline:
+            raise CommandError("--same-speaker is for whole-file predictions; with --timeline "
+                               "each file is one stream, which adapts to its speaker itself")
+        try:
+            speaker = recognizer.new_speaker()
+        except ValueError as exc:
+            raise CommandError(f"--same-speaker: {exc}") from None
     if args.timeline:
         columns = ["file", "start", "end", "label", *labels]
     else:
@@ -502,7 +511,7 @@ def _predict(args: argparse.Namespace) -> int:
                     emit({"file": str(path), **u.to_dict()})
             else:
                 data, rate = read_audio(path)
-                p = recognizer.predict(data, rate, vad=_vad(args))
+                p = recognizer.predict(data, rate, vad=_vad(args), speaker=speaker)
                 emit({"file": str(path), **p.to_dict()})
         except (ValueError, OSError, CommandError) as exc:
             failed += 1
@@ -630,6 +639,10 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="same as --format json")
     p.add_argument("--no-vad", action="store_true",
                    help="no voice-activity detection: always name an emotion")
+    p.add_argument("--same-speaker", action="store_true",
+                   help="the files are one speaker's, in this order: each is normalised by "
+                   "the speech of the ones before it (models trained with speaker adaptation, "
+                   "such as the bundled one)")
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("features", help="compute the log spectrogram of a sound file")

@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from pyser.adapt import SpeakerAdaptation, SpeakerState
 from pyser.audio import check_sample_rate, to_mono_float32
 from pyser.backend import load_backend
 from pyser.features import FeatureConfig, StreamingFeatures, extract_features
@@ -211,6 +212,11 @@ class Recognizer:
             self.feature_config = FeatureConfig.from_dict(self.metadata.feature_config)
         except (TypeError, ValueError) as exc:
             raise ModelFileError(f"the model's feature_config is invalid: {exc}") from None
+        try:
+            #: The model's online speaker adaptation constants (None: it was not trained so).
+            self.adaptation: SpeakerAdaptation | None = self.metadata.adaptation()
+        except ValueError as exc:
+            raise ModelFileError(f"the model's speaker_adaptation is invalid: {exc}") from None
 
     @classmethod
     def load(
@@ -243,6 +249,21 @@ class Recognizer:
         """The sample rate the model's features are computed at (Hz)."""
         return self.feature_config.sample_rate
 
+    def new_speaker(self) -> SpeakerState:
+        """An empty speaker history for :meth:`predict` (``speaker=``): pass the same one
+        with each utterance of one speaker, in order, and each is normalised by the speech
+        of those before it (see pyser.adapt).
+
+        Raises:
+            ValueError: the model was not trained for speaker adaptation.
+        """
+        if self.adaptation is None:
+            raise ValueError(
+                "this model was not trained for speaker adaptation (its metadata has no "
+                "speaker_adaptation); train with speaker_adapt = true"
+            )
+        return self.adaptation.new_speaker()
+
     def _posteriors(self, frames: np.ndarray) -> np.ndarray:
         """Posteriors (n_classes,) of one utterance's frames (T, n_bins) by a full pass."""
         x = np.ascontiguousarray(frames[None], dtype=np.float32)
@@ -251,7 +272,11 @@ class Recognizer:
         return _softmax(logits[0].astype(np.float64))
 
     def predict(
-        self, waveform: np.ndarray, sample_rate: int, vad: VadConfig | None = DEFAULT_VAD
+        self,
+        waveform: np.ndarray,
+        sample_rate: int,
+        vad: VadConfig | None = DEFAULT_VAD,
+        speaker: SpeakerState | None = None,
     ) -> Prediction:
         """The emotion of one whole utterance.
 
@@ -260,9 +285,16 @@ class Recognizer:
             sample_rate: its rate in Hz (resampled to the model's when different).
             vad: voice-activity settings; when it finds no speech, ``label`` is None (the
                 posteriors are still given). None: always name an emotion.
+            speaker: this speaker's history from :meth:`new_speaker`: the utterance is
+                normalised by it, then its speech (by ``vad``; all frames when None) is
+                added to it. None: the utterance alone.
         Raises:
-            ValueError: bad samples or rate, or fewer samples than one frame (n_fft).
+            ValueError: bad samples or rate, fewer samples than one frame (n_fft), or a
+                speaker history of another model; ``speaker`` is then unchanged.
         """
+        if speaker is not None and (not isinstance(speaker, SpeakerState)
+                                    or speaker.adaptation.n_bins != self.feature_config.n_bins):
+            raise ValueError("predict: speaker must come from this model's new_speaker()")
         cfg = self.feature_config
         x = _resample_whole(to_mono_float32(waveform), check_sample_rate(sample_rate),
                             cfg.sample_rate)
@@ -272,8 +304,11 @@ class Recognizer:
                 f"analysis frame ({cfg.n_fft / cfg.sample_rate * 1000:.0f} ms)"
             )
         frames = extract_features(x, FeatureConfig.from_dict({**cfg.to_dict(), "center": False}))
-        p = self._posteriors(frames)
-        speech = _speech_seconds(frames, vad, cfg.frame_rate) if vad is not None else None
+        p = self._posteriors(frames if speaker is None else frames + speaker.shift)
+        mask = speech_mask(frames, vad, cfg.frame_rate) if vad is not None else None
+        speech = None if mask is None else float(mask.sum()) / cfg.frame_rate
+        if speaker is not None:
+            speaker.add(frames if mask is None else frames[mask])
         label = None if speech == 0.0 else self.labels[int(np.argmax(p))]
         return Prediction(label, _probabilities(self.labels, p), len(x) / cfg.sample_rate,
                           len(frames) / cfg.frame_rate if speech is None else speech)
@@ -314,6 +349,7 @@ class Recognizer:
         max_utterance_s: float = 30.0,
         on_event: Callable[[Event], None] | None = None,
         cache_cnn: bool = True,
+        adapt: bool = True,
     ) -> EmotionStream:
         """A new stream over this model (cheap; one per audio source).
 
@@ -328,10 +364,13 @@ class Recognizer:
             on_event: called with every event, in order, besides being returned.
             cache_cnn: reuse CNN outputs across hops (False: recompute the whole window each
                 hop; the same results, slower; for checks and benchmarks).
+            adapt: with a model trained for it, normalise each utterance by the speech the
+                stream has heard before it (online speaker adaptation: one stream, one
+                speaker); the history is ``stream.speaker``. False, or another model: none.
         """
         return EmotionStream(self, window_s=window_s, hop_s=hop_s, vad=vad,
                              smoothing_s=smoothing_s, max_utterance_s=max_utterance_s,
-                             on_event=on_event, cache_cnn=cache_cnn)
+                             on_event=on_event, cache_cnn=cache_cnn, adapt=adapt)
 
 
 class BatchInputError(ValueError):
@@ -395,11 +434,6 @@ def _resample_whole(x: np.ndarray, rate: int, target: int) -> np.ndarray:
     return np.ascontiguousarray(soxr.resample(x, rate, target, quality="HQ"), dtype=np.float32)
 
 
-def _speech_seconds(frames: np.ndarray, vad: VadConfig, frame_rate: float) -> float:
-    """Seconds of speech that ``vad`` finds in a whole utterance's frames."""
-    return float(speech_mask(frames, vad, frame_rate).sum()) / frame_rate
-
-
 # ---------------------------------------------------------------------------- stream
 
 
@@ -460,7 +494,7 @@ def _run_model(streams: list[EmotionStream]) -> None:
         _run_streaming_cnn(backend.streaming_cnn, spans)
     else:
         for part in _batches(spans):
-            frames = [s._frames.window(a * STRIDE, (b - 1) * STRIDE + FIELD)
+            frames = [s._model_window(a * STRIDE, (b - 1) * STRIDE + FIELD)
                       for s, (a, b) in part]
             h, _ = backend.cnn(*_pad(frames))
             for (s, (a, b)), rows in zip(part, h):
@@ -474,7 +508,7 @@ def _run_model(streams: list[EmotionStream]) -> None:
     for s in streams:
         for j in s._pending:
             if isinstance(j, _Job) and j.p is None:
-                j.p = s.recognizer._posteriors(s._frames.window(j.begin, j.stop))
+                j.p = s.recognizer._posteriors(s._model_window(j.begin, j.stop))
 
 
 def _batches(items: list) -> list[list]:
@@ -488,7 +522,7 @@ def _run_streaming_cnn(cnn: Any, spans: list[tuple[EmotionStream, tuple[int, int
 
     groups: dict[tuple, list[tuple[EmotionStream, int, int, np.ndarray]]] = {}
     for s, (a, b) in spans:
-        frames = s._frames.window(s._fed, (b - 1) * STRIDE + FIELD)
+        frames = s._model_window(s._fed, (b - 1) * STRIDE + FIELD)
         key = (len(frames), *(None if t is None else tuple(t.shape) for t in s._cnn_state))
         groups.setdefault(key, []).append((s, a, b, frames))
     for members in (part for group in groups.values() for part in _batches(group)):
@@ -528,6 +562,7 @@ class EmotionStream:
         max_utterance_s: float,
         on_event: Callable[[Event], None] | None,
         cache_cnn: bool,
+        adapt: bool = True,
     ) -> None:
         cfg = recognizer.feature_config
         for name, value in (("window_s", window_s), ("hop_s", hop_s),
@@ -575,6 +610,14 @@ class EmotionStream:
         self._pending: list[Event | _Job] = []  # events in order, some awaiting the model
         self._smoothed: np.ndarray | None = None
         self._eager = True
+        #: The speaker history this stream adapts to (None: no adaptation).
+        self.speaker: SpeakerState | None = (
+            recognizer.adaptation.new_speaker() if adapt and recognizer.adaptation else None
+        )
+        self._shift: np.ndarray | None = None  # what the model's frames get added (dB)
+        self._heard = np.zeros(cfg.n_bins)  # the open segment's per-bin frame sum, its count,
+        self._heard_n = 0                   # and whether a closed one waits to be added
+        self._unheard = False
 
     # ------------------------------------------------------------------ public
 
@@ -604,6 +647,8 @@ class EmotionStream:
             self._advance(self._resample(np.zeros(0, np.float32), None, last=True))
             if self._segment is not None:
                 self._close(self._frames.end)
+            if self.speaker is not None:
+                self._commit_heard()
             return self._take_events()
         finally:
             self._busy.release()
@@ -622,6 +667,9 @@ class EmotionStream:
             self._smoothed = None
             self._input_rate = None
             self._resampler = None
+            if self.speaker is not None:
+                self.speaker.reset()
+            self._shift, self._heard_n, self._unheard = None, 0, False
         finally:
             self._busy.release()
 
@@ -687,6 +735,8 @@ class EmotionStream:
     def _advance_block(self, frames: np.ndarray) -> None:
         first = self._frames.end
         self._frames.append(frames)
+        if self.speaker is not None and self._segment is not None:
+            self._hear(frames, 1)
         end = self._frames.end
         if self._vad is not None:
             # (frame count at which it is known, kind, frame)
@@ -710,6 +760,8 @@ class EmotionStream:
         # A little before the onset, on the grid, never before the ring's oldest frame.
         start = max(0, onset - STRIDE // 2) // STRIDE * STRIDE
         start = max(start, -(-self._frames.start // STRIDE) * STRIDE)
+        if self.speaker is not None:
+            self._adapt(start)
         self._segment = _Segment(start, next_partial=start + FIELD + (self.hop_steps - 1) * STRIDE)
         self._pending.append(SpeechStart(self._time(start)))
 
@@ -718,6 +770,9 @@ class EmotionStream:
         if segment is None:  # the VAD alternates start and end; nothing to close
             return
         end = min(max(end, segment.start + 1), self._frames.end)
+        if self.speaker is not None:  # the frames after the segment's end were heard too
+            self._hear(self._frames.window(max(end, self._frames.start), self._frames.end), -1)
+            self._unheard = True
         available = _steps(end - segment.start)
         n = min(available, self.max_utterance_steps if self.cache_cnn else self.window_steps)
         if n >= 1:
@@ -737,6 +792,35 @@ class EmotionStream:
             # One window at a time, so that the CNN sees the same spans whatever the
             # chunking, and events are bit-identical for any chunk size.
             _run_model([self])
+
+    # ------------------------------------------------------------------ adaptation
+
+    def _hear(self, frames: np.ndarray, sign: int) -> None:
+        self._heard += sign * frames.sum(axis=0, dtype=np.float64)
+        self._heard_n += sign * len(frames)
+
+    def _adapt(self, start: int) -> None:
+        """At a segment's start: the last segment joins the speaker history; count this one."""
+        self._commit_heard()
+        self._heard = self._frames.window(start, self._frames.end).sum(axis=0, dtype=np.float64)
+        self._heard_n = self._frames.end - start
+
+    def _commit_heard(self) -> None:
+        """Add the closed segment to the speaker history once all its model work is done (so
+        it never adapts itself); later CNN steps are computed with the new shift."""
+        if not self._unheard:
+            return
+        if any(isinstance(j, _Job) and j.p is None for j in self._pending):
+            _run_model([self])
+        self.speaker.add_sums(self._heard, self._heard_n)
+        self._shift = self.speaker.shift if self.speaker.speech_frames else None
+        self._restart_cnn(self._cnn.end)  # cached steps were computed with the old shift
+        self._unheard = False
+
+    def _model_window(self, begin: int, stop: int) -> np.ndarray:
+        """Frames ``[begin, stop)`` as the model reads them (with the speaker shift)."""
+        frames = self._frames.window(begin, stop)
+        return frames if self._shift is None else frames + self._shift
 
     # ------------------------------------------------------------------ model work
 

@@ -48,6 +48,13 @@ def cv_summary(results_json: Path) -> dict:
         },
         "confusion": summary["test"].get("confusion"),
     }
+    if "test_unadapted" in summary:  # speaker adaptation: "test" streams each test speaker
+        out["test_unadapted"] = {m: _mean_std(summary["test_unadapted"][m])
+                                 for m in ("ua", "wa", "macro_f1")}
+        out["test_unadapted_by_corpus"] = {
+            c: {m: _mean_std(s[m]) for m in ("ua", "wa", "macro_f1")}
+            for c, s in summary.get("test_unadapted_by_corpus", {}).items()
+        }
     if "test_last" in summary:
         out["test_last_step"] = {m: _mean_std(summary["test_last"][m]) for m in ("ua", "wa",
                                                                                 "macro_f1")}

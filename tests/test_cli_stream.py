@@ -441,3 +441,31 @@ def test_stream_with_an_onnx_model_matches_torchscript(model, speech, tmp_path, 
             assert list(g["probabilities"]) == LABELS
             assert [g["probabilities"][k] for k in LABELS] == pytest.approx(
                 [w["probabilities"][k] for k in LABELS], abs=1e-4)
+
+
+def test_predict_same_speaker_adapts_each_file_by_the_ones_before(speech, tmp_path, capsys):
+    from pyser.adapt import SpeakerAdaptation
+    from pyser.model import save_model
+
+    adapted = tmp_path / "adapted.pt"
+    rng = np.random.default_rng(0)
+    save_model(adapted, random_crnn(seed=4), ModelMetadata(
+        labels=LABELS, feature_config=FeatureConfig(),
+        speaker_adaptation=SpeakerAdaptation(-40 + 5 * rng.standard_normal(128), 100.0)
+        .to_dict()))
+    files = [str(speech), str(speech)]
+    rec = Recognizer.load(adapted)
+    speaker = rec.new_speaker()
+    want = [rec.predict(*read_audio(f), speaker=speaker).to_dict() for f in files]
+    assert want[0] != want[1]  # the second hears the first
+    assert main(["predict", *files, "--model", str(adapted), "--json", "--same-speaker"]) == 0
+    assert json_lines(capsys.readouterr().out) == [{"file": f, **w} for f, w in zip(files, want)]
+    assert main(["predict", *files, "--model", str(adapted), "--json"]) == 0
+    alone = json_lines(capsys.readouterr().out)
+    assert alone[0] == alone[1] == {"file": files[0], **want[0]}
+
+    plain = save_random_model(tmp_path / "plain.pt")
+    assert main(["predict", *files, "--model", str(plain), "--same-speaker"]) == 2
+    assert "not trained for speaker adaptation" in capsys.readouterr().err
+    assert main(["predict", *files, "--model", str(adapted), "--timeline", "--same-speaker"]) == 2
+    assert "--timeline" in capsys.readouterr().err

@@ -1,0 +1,209 @@
+"""Online speaker adaptation: the estimate's arithmetic, the training histories, and the
+runtime (Recognizer.predict with a speaker, EmotionStream) on real speech."""
+
+import itertools
+
+import numpy as np
+import pytest
+import soundfile as sf
+from crnn_factory import random_crnn
+
+from pyser.adapt import SpeakerAdaptation, SpeakerState
+from pyser.features import FeatureConfig, extract_features
+from pyser.model import ModelFileError, ModelMetadata, save_model
+from pyser.stream import Recognizer, Utterance
+from pyser.training.speaker_adapt import SpeakerHistory
+from pyser.vad import VadConfig, speech_mask
+
+LABELS = ["neutral", "angry", "happy", "sad"]
+SR = 16000
+CLIPS = ["Actor_01/03-01-05-02-01-01-01.flac", "Actor_01/03-01-04-01-02-01-01.flac"]
+
+
+def adaptation(n_bins=128, seed=0, prior=300.0):
+    rng = np.random.default_rng(seed)
+    return SpeakerAdaptation(-40.0 + 5.0 * rng.standard_normal(n_bins), prior)
+
+
+# ------------------------------------------------------------------- the estimate
+
+
+def test_shift_is_zero_without_history_and_shrinks_toward_the_speaker_mean():
+    a = adaptation(n_bins=4, prior=100.0)
+    state = a.new_speaker()
+    assert np.array_equal(state.shift, np.zeros(4, np.float32))
+    frames = np.tile(a.population_mean + np.array([6.0, -3.0, 0.0, 1.0]), (100, 1))
+    state.add(frames)
+    # 100 prior frames at the population mean + 100 frames offset by d: the mean moves d/2
+    np.testing.assert_allclose(state.shift, -np.array([3.0, -1.5, 0.0, 0.5]), atol=1e-5)
+    state.add(np.tile(a.population_mean + np.array([6.0, -3.0, 0.0, 1.0]), (9800, 1)))
+    np.testing.assert_allclose(state.shift, -0.99 * np.array([6.0, -3.0, 0.0, 1.0]), atol=1e-4)
+    state.reset()
+    assert state.speech_frames == 0 and not state.shift.any()
+
+
+def test_bad_frames_and_constants_are_refused_and_leave_the_state_as_it_was():
+    a = adaptation(n_bins=4)
+    state = a.new_speaker()
+    state.add(np.zeros((5, 4)))
+    before = state.shift.copy()
+    for bad in (np.zeros((5, 3)), np.zeros(4), np.full((2, 4), np.nan)):
+        with pytest.raises(ValueError, match="SpeakerState.add"):
+            state.add(bad)
+    assert np.array_equal(state.shift, before) and state.speech_frames == 5
+    with pytest.raises(ValueError, match="prior_frames"):
+        SpeakerAdaptation(np.zeros(4), 0.0)
+    with pytest.raises(ValueError, match="population_mean"):
+        SpeakerAdaptation(np.array([0.0, np.inf]), 10.0)
+    with pytest.raises(ValueError, match="malformed"):
+        SpeakerAdaptation.from_dict({"prior_frames": 3.0})
+
+
+def test_metadata_round_trips_and_is_checked_against_the_features(tmp_path):
+    a = adaptation()
+    meta = ModelMetadata(labels=LABELS, feature_config=FeatureConfig(),
+                         speaker_adaptation=a.to_dict())
+    again = ModelMetadata.from_json(meta.to_json()).adaptation()
+    np.testing.assert_array_equal(again.population_mean, a.population_mean)
+    assert again.prior_frames == a.prior_frames
+    assert "speaker_adaptation" not in ModelMetadata(labels=LABELS).to_dict()
+    with pytest.raises(ModelFileError, match="bins"):
+        ModelMetadata.from_dict({**meta.to_dict(),
+                                 "speaker_adaptation": adaptation(n_bins=64).to_dict()})
+
+
+# ------------------------------------------------------------------- training histories
+
+
+def history(p_none=0.0, max_history=32):
+    rng = np.random.default_rng(1)
+    n, f = 12, 3
+    sums = rng.standard_normal((n, f)) * 100
+    counts = rng.integers(50, 150, n)
+    speakers = ["a"] * 5 + ["b"] * 4 + ["c"] * 3  # c is never trained on
+    return SpeakerHistory(sums, counts, speakers, list(range(9)), 100.0, max_history, p_none)
+
+
+def test_stream_shifts_use_only_earlier_utterances_of_the_same_speaker():
+    h = history()
+    idx = np.array([9, 10, 11, 0, 1])
+    shifts = h.stream_shifts(idx, seed=4)
+    # c: its three utterances in some order: the first with no history, each later one
+    # with exactly the ones before it
+    def is_stream_order(rows, utts):
+        for order in itertools.permutations(range(len(utts))):
+            want = [h.adaptation.shift(h.sums[[utts[o] for o in order[:p]]].sum(axis=0),
+                                       h.counts[[utts[o] for o in order[:p]]].sum())
+                    for p in range(len(order))]
+            if all(np.allclose(rows[o], w) for o, w in zip(order, want)):
+                return True
+        return False
+
+    assert is_stream_order(shifts[:3], [9, 10, 11])
+    assert is_stream_order(shifts[3:], [0, 1])
+    assert not is_stream_order(shifts[[0, 1, 3]], [9, 10, 0])  # speakers never mix
+    assert np.array_equal(h.stream_shifts(idx, seed=4), shifts)  # the seed fixes the order
+
+
+def test_train_shifts_draw_other_training_utterances_of_the_speaker():
+    h = history(max_history=1)
+    rng = np.random.default_rng(0)
+    possible = {i: [h.adaptation.shift(h.sums[j], h.counts[j]) for j in range(9)
+                    if h.speakers[j] == h.speakers[i] and j != i] for i in range(9)}
+    for _ in range(20):
+        batch = rng.integers(0, 9, 6)
+        for i, row in zip(batch, h.train_shifts(batch, rng)):
+            assert any(np.allclose(row, p) for p in possible[int(i)])
+    none = history(p_none=1.0)
+    assert not none.train_shifts(np.arange(9), rng).any()
+
+
+# ------------------------------------------------------------------- the runtime
+
+
+@pytest.fixture(scope="module")
+def adapted(tmp_path_factory):
+    """A random-weight CRNN whose metadata carries adaptation constants (TorchScript)."""
+    path = tmp_path_factory.mktemp("adapt") / "m.pt"
+    save_model(path, random_crnn(seed=5), ModelMetadata(
+        labels=LABELS, feature_config=FeatureConfig(),
+        speaker_adaptation=adaptation(seed=2, prior=100.0).to_dict()))
+    return Recognizer.load(path)
+
+
+@pytest.fixture(scope="module")
+def clips(data_root):
+    out = []
+    for clip in CLIPS:
+        x, rate = sf.read(data_root / "ravdess" / clip, dtype="float32")
+        assert rate == SR
+        out.append(x)
+    return out
+
+
+def test_a_model_without_constants_has_no_speaker(tmp_path):
+    from crnn_factory import save_random_model
+
+    rec = Recognizer.load(save_random_model(tmp_path / "plain.pt"))
+    assert rec.adaptation is None and rec.create_stream().speaker is None
+    with pytest.raises(ValueError, match="not trained for speaker adaptation"):
+        rec.new_speaker()
+
+
+@pytest.mark.corpus
+def test_predict_with_a_speaker_adapts_by_the_earlier_utterances(adapted, clips):
+    speaker = adapted.new_speaker()
+    first = adapted.predict(clips[0], SR, speaker=speaker)
+    assert first.probabilities == adapted.predict(clips[0], SR).probabilities  # no history
+    frames = extract_features(clips[0], FeatureConfig(center=False))
+    mask = speech_mask(frames, VadConfig(), 100.0)
+    assert speaker.speech_frames == mask.sum() > 0
+    expected = adapted.adaptation.new_speaker()
+    expected.add(frames[mask])
+    np.testing.assert_array_equal(speaker.shift, expected.shift)
+    second = adapted.predict(clips[1], SR, speaker=speaker)
+    frames2 = extract_features(clips[1], FeatureConfig(center=False))
+    p = adapted._posteriors(frames2 + expected.shift)
+    np.testing.assert_allclose([second.probabilities[k] for k in LABELS], p, atol=1e-6)
+    alone = adapted.predict(clips[1], SR)
+    assert max(abs(alone.probabilities[k] - second.probabilities[k]) for k in LABELS) > 1e-4
+    with pytest.raises(ValueError, match="new_speaker"):
+        adapted.predict(clips[1], SR, speaker=SpeakerState(adaptation(n_bins=64)))
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("chunk", [None, 1600, 4001])
+def test_stream_adapts_between_utterances_never_within_one(adapted, clips, chunk):
+    gap = np.zeros(SR, np.float32)
+    audio = np.concatenate([gap, clips[0], gap, clips[1], gap])
+    stream = adapted.create_stream()
+    events = []
+    if chunk is None:
+        events += stream.accept_waveform(audio)
+    else:
+        for pos in range(0, len(audio), chunk):
+            events += stream.accept_waveform(audio[pos : pos + chunk])
+    events += stream.flush()
+    plain = adapted.create_stream(adapt=False)
+    reference = plain.accept_waveform(audio) + plain.flush()
+    utts = [e for e in events if isinstance(e, Utterance)]
+    ref_utts = [e for e in reference if isinstance(e, Utterance)]
+    assert len(utts) == len(ref_utts) == 2
+    # the first utterance has no history: exactly the unadapted stream's result
+    assert utts[0].to_dict() == ref_utts[0].to_dict()
+    # the second is the model on its frames shifted by the first segment's frames
+    first_only = adapted.create_stream()
+    first_only.accept_waveform(np.concatenate([gap, clips[0], gap]))
+    first_only.flush()
+    shift = first_only.speaker.shift
+    assert np.abs(shift).max() > 0.1
+    cfg = FeatureConfig(center=False)
+    frames = extract_features(audio, cfg)
+    begin = round(utts[1].start * SR / cfg.hop_length)
+    stop = round((utts[1].end * SR - cfg.n_fft) / cfg.hop_length) + 1
+    p = adapted._posteriors(frames[begin:stop] + shift)
+    np.testing.assert_allclose([utts[1].probabilities[k] for k in LABELS], p, atol=1e-5)
+    assert max(abs(utts[1].probabilities[k] - ref_utts[1].probabilities[k])
+               for k in LABELS) > 1e-4
+    stream.reset()
+    assert stream.speaker.speech_frames == 0
