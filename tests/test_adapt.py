@@ -207,3 +207,35 @@ def test_stream_adapts_between_utterances_never_within_one(adapted, clips, chunk
                for k in LABELS) > 1e-4
     stream.reset()
     assert stream.speaker.speech_frames == 0
+
+
+@pytest.mark.corpus
+def test_batched_adapting_streams_equal_stream_by_stream(adapted, clips):
+    gap = np.zeros(SR // 2, np.float32)
+    audios = [np.concatenate([gap, clips[0], gap, clips[1], gap]),
+              np.concatenate([gap, clips[1], gap, gap, clips[0], gap])]
+    serial = []
+    for audio in audios:
+        stream = adapted.create_stream()
+        events = []
+        for pos in range(0, len(audio), 2000):
+            events += stream.accept_waveform(audio[pos : pos + 2000])
+        serial.append(events + stream.flush())
+    streams = [adapted.create_stream() for _ in audios]
+    batched = [[] for _ in audios]
+    for pos in range(0, max(map(len, audios)), 2000):
+        chunks = [a[pos : pos + 2000] for a in audios]
+        for got, events in zip(batched, adapted.accept_waveforms(streams, chunks)):
+            got += events
+    for got, stream in zip(batched, streams):
+        got += stream.flush()
+    for got, want in zip(batched, serial):
+        assert len(got) == len(want)
+        for a, b in zip(got, want):
+            da, db = a.to_dict(), b.to_dict()
+            pa, pb = da.pop("probabilities", None), db.pop("probabilities", None)
+            assert da == db
+            if pa is not None:
+                np.testing.assert_allclose([pa[k] for k in LABELS], [pb[k] for k in LABELS],
+                                           atol=1e-5)
+    assert all(s.speaker.speech_frames > 0 for s in streams)

@@ -23,6 +23,12 @@ def test_loads_with_no_argument_and_describes_itself():
     assert cv["folds_run"] >= 5 and "speaker split" in cv["protocol"]
     assert cv["test_last_step"]["ua"]["mean"] > 0.25  # better than chance on unseen speakers
     assert set(cv["test_by_corpus"]) == {"emodb", "ravdess", "tess"}
+    # the recipe adapts to the speaker: streamed figures, and each utterance alone
+    assert set(cv["test_unadapted_by_corpus"]) == {"emodb", "ravdess", "tess"}
+    assert cv["test_unadapted"]["ua"]["mean"] > 0.25
+    assert rec.adaptation is not None and rec.adaptation.n_bins == 128
+    assert rec.adaptation.prior_frames == 300
+    assert -100 < rec.adaptation.population_mean.mean() < 20  # dB of speech, not of silence
     # the last-step folds' temperature is folded into the model
     assert prov["temperature"] == cv["calibration_last"]["temperature"]["mean"] > 0
     assert bundled_model_path("onnx").stat().st_size < 5 * 2**20
@@ -38,19 +44,22 @@ def test_silence_and_noise_are_not_given_an_emotion():
 @pytest.mark.corpus
 def test_torchscript_and_onnx_agree_on_real_speech(data_root):
     x, rate = sf.read(data_root / "emodb" / "wav" / "03a01Wa.flac", dtype="float32")
-    audio = np.concatenate([np.zeros(rate // 2, np.float32), x, x, np.zeros(rate, np.float32)])
+    gap = np.zeros(rate, np.float32)
+    audio = np.concatenate([gap[: rate // 2], x, x, gap, x, gap])  # the last one is adapted
     runs = []
     for backend in ("torchscript", "onnx"):
         rec = Recognizer.load(backend=backend)
         p = rec.predict(audio, rate)
         stream = rec.create_stream()
         events = stream.accept_waveform(audio, rate) + stream.flush()
+        assert stream.speaker is not None and stream.speaker.speech_frames > 0
         runs.append((p, [e for e in events if isinstance(e, (Partial, Utterance))]))
     (p_ts, ev_ts), (p_ox, ev_ox) = runs
     assert p_ts.label == p_ox.label is not None
     np.testing.assert_allclose(list(p_ts.probabilities.values()),
                                list(p_ox.probabilities.values()), atol=1e-4)
     assert len(ev_ts) == len(ev_ox) >= 3
+    assert sum(isinstance(e, Utterance) for e in ev_ts) == 2
     for a, b in zip(ev_ts, ev_ox):
         assert (a.type, a.start, a.end) == (b.type, b.start, b.end)
         np.testing.assert_allclose(list(a.probabilities.values()),
