@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 from crnn_factory import random_crnn
+from pyser.training.speaker_adapt import SpeakerHistory
 
 from pyser.adapt import SpeakerAdaptation, SpeakerState
 from pyser.features import FeatureConfig, extract_features
 from pyser.model import ModelFileError, ModelMetadata, save_model
 from pyser.stream import Recognizer, Utterance
-from pyser.training.speaker_adapt import SpeakerHistory
 from pyser.vad import VadConfig, speech_mask
 
 LABELS = ["neutral", "angry", "happy", "sad"]
