@@ -121,7 +121,7 @@ def _vad(args: argparse.Namespace):
 
 def _create_stream(recognizer, args: argparse.Namespace):
     return recognizer.create_stream(window_s=args.window, hop_s=args.hop, vad=_vad(args),
-                                    smoothing_s=args.smoothing)
+                                    smoothing_s=args.smoothing, adapt=not args.no_adapt)
 
 
 def _json_line(obj: dict[str, Any], file=None) -> None:
@@ -576,6 +576,9 @@ def _add_stream_options(p: argparse.ArgumentParser) -> None:
                    help="time constant of partial-result smoothing (default 0: none)")
     p.add_argument("--no-vad", action="store_true",
                    help="no voice-activity detection: all audio is one speech segment")
+    p.add_argument("--no-adapt", action="store_true",
+                   help="no speaker adaptation: score each utterance alone (for several "
+                   "talkers on one input; models trained with it adapt by default)")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per event and a final summary line")
 

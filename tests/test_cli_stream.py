@@ -443,16 +443,35 @@ def test_stream_with_an_onnx_model_matches_torchscript(model, speech, tmp_path, 
                 [w["probabilities"][k] for k in LABELS], abs=1e-4)
 
 
-def test_predict_same_speaker_adapts_each_file_by_the_ones_before(speech, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def adapted(tmp_path_factory):
+    """A random-weight model whose metadata carries speaker-adaptation constants."""
     from pyser.adapt import SpeakerAdaptation
     from pyser.model import save_model
 
-    adapted = tmp_path / "adapted.pt"
+    path = tmp_path_factory.mktemp("adapted") / "adapted.pt"
     rng = np.random.default_rng(0)
-    save_model(adapted, random_crnn(seed=4), ModelMetadata(
+    save_model(path, random_crnn(seed=4), ModelMetadata(
         labels=LABELS, feature_config=FeatureConfig(),
         speaker_adaptation=SpeakerAdaptation(-40 + 5 * rng.standard_normal(128), 100.0)
         .to_dict()))
+    return path
+
+
+def test_stream_adapts_unless_no_adapt(adapted, speech, capsys):
+    assert main(["stream", str(speech), "--model", str(adapted), "--json"]) == 0
+    events = json_lines(capsys.readouterr().out)[:-1]
+    assert events == library_events(adapted, speech)
+    assert main(["stream", str(speech), "--model", str(adapted), "--json", "--no-adapt"]) == 0
+    alone = json_lines(capsys.readouterr().out)[:-1]
+    assert alone == library_events(adapted, speech, adapt=False)
+    utterances = [[e for e in run if e["type"] == "utterance"] for run in (events, alone)]
+    assert len(utterances[0]) == 2
+    assert utterances[0][0] == utterances[1][0] and utterances[0][1] != utterances[1][1]
+
+
+def test_predict_same_speaker_adapts_each_file_by_the_ones_before(adapted, speech, tmp_path,
+                                                                  capsys):
     files = [str(speech), str(speech)]
     rec = Recognizer.load(adapted)
     speaker = rec.new_speaker()
