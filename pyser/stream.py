@@ -761,7 +761,7 @@ class EmotionStream:
         start = max(0, onset - STRIDE // 2) // STRIDE * STRIDE
         start = max(start, -(-self._frames.start // STRIDE) * STRIDE)
         if self.speaker is not None:
-            self._adapt(start)
+            self._adapt(max(onset, self._frames.start))
         self._segment = _Segment(start, next_partial=start + FIELD + (self.hop_steps - 1) * STRIDE)
         self._pending.append(SpeechStart(self._time(start)))
 
@@ -799,11 +799,12 @@ class EmotionStream:
         self._heard += sign * frames.sum(axis=0, dtype=np.float64)
         self._heard_n += sign * len(frames)
 
-    def _adapt(self, start: int) -> None:
-        """At a segment's start: the last segment joins the speaker history; count this one."""
+    def _adapt(self, onset: int) -> None:
+        """At a segment's start: the last segment joins the speaker history; count this one's
+        speech from its VAD onset (not from the earlier grid start the model reads)."""
         self._commit_heard()
-        self._heard = self._frames.window(start, self._frames.end).sum(axis=0, dtype=np.float64)
-        self._heard_n = self._frames.end - start
+        self._heard = self._frames.window(onset, self._frames.end).sum(axis=0, dtype=np.float64)
+        self._heard_n = self._frames.end - onset
 
     def _commit_heard(self) -> None:
         """Add the closed segment to the speaker history once all its model work is done (so

@@ -205,6 +205,11 @@ def test_stream_adapts_between_utterances_never_within_one(adapted, clips, chunk
     np.testing.assert_allclose([utts[1].probabilities[k] for k in LABELS], p, atol=1e-5)
     assert max(abs(utts[1].probabilities[k] - ref_utts[1].probabilities[k])
                for k in LABELS) > 1e-4
+    # the history is exactly the VAD's speech frames, as predict() counts them
+    mask = speech_mask(frames, VadConfig(), cfg.frame_rate)
+    assert stream.speaker.speech_frames == mask.sum()
+    np.testing.assert_allclose(stream.speaker._sum, frames[mask].sum(axis=0, dtype=np.float64),
+                               rtol=1e-9)
     stream.reset()
     assert stream.speaker.speech_frames == 0
 
