@@ -155,11 +155,13 @@ def write_results(exp_dir: Path, cfg: TrainConfig, info: dict, results: Sequence
         summary["test_by_corpus"] = by_corpus
     if all("test_last" in r for r in results):
         summary["test_last"] = summarize_folds(results, "test_last")
-    if all("test_unadapted" in r for r in results):  # speaker adaptation: utterances alone
-        summary["test_unadapted"] = summarize_folds(results, "test_unadapted")
-        alone = summarize_by_corpus(results, "test_unadapted_by_corpus")
-        if alone:
-            summary["test_unadapted_by_corpus"] = alone
+    for key in ("test_unadapted", "test_last_unadapted"):  # adaptation: utterances alone
+        if all(key in r for r in results):
+            summary[key] = summarize_folds(results, key)
+    for key in ("test_unadapted", "test_last", "test_last_unadapted"):
+        by_corpus = summarize_by_corpus(results, f"{key}_by_corpus")
+        if by_corpus:
+            summary[f"{key}_by_corpus"] = by_corpus
     for key in ("calibration", "calibration_last"):
         calibration = summarize_calibration(results, key)
         if calibration:

@@ -353,7 +353,9 @@ def score_last(
 ) -> dict:
     """``{"test_last": metrics, "calibration_last": ...}`` of the weights as they are (the
     last step's), with no dev selection: what a split "all" model is, and the temperature it
-    should get (fitted on these weights' dev logits)."""
+    should get (fitted on these weights' dev logits). With several corpora also
+    ``test_last_by_corpus``; with speaker adaptation also ``test_last_unadapted`` (and by
+    corpus): each test utterance alone."""
     model.eval()
     bs, crop = cfg.eval_batch_size, cfg.crop_eval
     test, _ = predict(model, data.store, parts.test, bs, device, crop=crop,
@@ -361,10 +363,19 @@ def score_last(
     dev, _ = predict(model, data.store, parts.dev, bs, device, crop=crop,
                      shifts=parts.shifts.get("dev"))
     y_test, y_dev = data.y[parts.test], data.y[parts.dev]
-    return {
+    out = {
         "test_last": logits_report(y_test, test, len(data.labels)),
         "calibration_last": calibration_report(dev, y_dev, test, y_test),
     }
+    several = "corpora" in data.info
+    if several:
+        out["test_last_by_corpus"] = reports_by_corpus(data, parts.test, test)
+    if parts.shifts:  # adapted: also each test utterance alone
+        alone, _ = predict(model, data.store, parts.test, bs, device, crop=crop)
+        out["test_last_unadapted"] = logits_report(y_test, alone, len(data.labels))
+        if several:
+            out["test_last_unadapted_by_corpus"] = reports_by_corpus(data, parts.test, alone)
+    return out
 
 
 def score_train(
