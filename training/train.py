@@ -319,11 +319,7 @@ def score_fold(
     metrics = {"test": logits_report(data.y[parts.test], test_logits, n_classes)}
     if "corpora" in data.info:  # several corpora: also each corpus's part of the test set
         metrics["test_by_corpus"] = reports_by_corpus(data, parts.test, test_logits)
-    if parts.shifts:  # adapted: also each test utterance alone, as predict() without a speaker
-        alone, _ = predict(model, data.store, parts.test, bs, device, crop=cfg.crop_eval)
-        metrics["test_unadapted"] = logits_report(data.y[parts.test], alone, n_classes)
-        if "corpora" in data.info:
-            metrics["test_unadapted_by_corpus"] = reports_by_corpus(data, parts.test, alone)
+    metrics.update(score_alone(model, cfg, data, parts, device, "test_unadapted"))
     dev_logits, _ = predict(model, data.store, parts.dev, bs, device, crop=cfg.crop_eval,
                             shifts=parts.shifts.get("dev"))
     metrics["dev"] = logits_report(data.y[parts.dev], dev_logits, n_classes)
@@ -367,14 +363,26 @@ def score_last(
         "test_last": logits_report(y_test, test, len(data.labels)),
         "calibration_last": calibration_report(dev, y_dev, test, y_test),
     }
-    several = "corpora" in data.info
-    if several:
+    if "corpora" in data.info:
         out["test_last_by_corpus"] = reports_by_corpus(data, parts.test, test)
-    if parts.shifts:  # adapted: also each test utterance alone
-        alone, _ = predict(model, data.store, parts.test, bs, device, crop=crop)
-        out["test_last_unadapted"] = logits_report(y_test, alone, len(data.labels))
-        if several:
-            out["test_last_unadapted_by_corpus"] = reports_by_corpus(data, parts.test, alone)
+    out.update(score_alone(model, cfg, data, parts, device, "test_last_unadapted"))
+    return out
+
+
+def score_alone(
+    model: CRNN, cfg: TrainConfig, data: PreparedData, parts: FoldParts, device: torch.device,
+    key: str,
+) -> dict:
+    """With speaker adaptation, ``{key: metrics, key_by_corpus: ...}`` of every test
+    utterance scored alone (no history: ``Recognizer.predict`` without a speaker); {} when
+    the run does not adapt."""
+    if not parts.shifts:
+        return {}
+    alone, _ = predict(model, data.store, parts.test, cfg.eval_batch_size, device,
+                       crop=cfg.crop_eval)
+    out = {key: logits_report(data.y[parts.test], alone, len(data.labels))}
+    if "corpora" in data.info:
+        out[f"{key}_by_corpus"] = reports_by_corpus(data, parts.test, alone)
     return out
 
 
