@@ -16,6 +16,7 @@ from pyser.training.baseline import (
     fold_fingerprint,
     run_baseline,
     settings_for,
+    online_speaker_normalize,
     speaker_ids,
     speaker_normalize,
     standardize,
@@ -90,8 +91,8 @@ def corpus(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def full_run(corpus, tmp_path_factory):
-    """All four settings once, with every inner split recorded (the real splits, passed
-    through)."""
+    """All six settings once (2 feature sets x 3 speaker normalisations), with every inner
+    split recorded (the real splits, passed through)."""
     cfg = tiny_config(corpus, tmp_path_factory.mktemp("out"))
     calls = []
     real = baseline.inner_splits
@@ -190,6 +191,70 @@ def test_speaker_normalisation_gives_zero_mean_unit_std_per_speaker():
     assert np.isfinite(np.delete(z.ravel(), [3 * 6 + 1, 8 * 6 + 2])).all()
 
 
+def test_online_normalisation_uses_only_a_speakers_earlier_utterances():
+    from pyser.training.speaker_adapt import stream_orders
+
+    rng = np.random.default_rng(4)
+    keys = [("emodb", "03")] * 6 + [("tess", "OAF")] * 5 + [("emodb", "08")] * 4
+    x = rng.normal(2.0, 3.0, size=(15, 5)) + np.repeat([0.0, 5.0, -3.0], [6, 5, 4])[:, None]
+    x[:, 4] = 7.0  # constant everywhere
+    x[9, 1] = np.nan
+    fit = np.arange(0, 11)
+    test = np.arange(11, 15)
+    prior = 2.0
+    z = online_speaker_normalize(x, keys, fit, [fit, test], seed=5, prior=prior)
+    mu, var = np.nanmean(x[fit], axis=0), np.nanvar(x[fit], axis=0)
+    filled = np.where(np.isfinite(x), x, mu)
+    for part in (fit, test):
+        for order in stream_orders([keys[i] for i in part], 5):
+            rows = part[order]
+            for k, r in enumerate(rows):
+                before = filled[rows[:k]]
+                n = prior + k
+                mean = (prior * mu + before.sum(axis=0)) / n
+                std = np.sqrt((prior * (var + mu**2) + (before**2).sum(axis=0)) / n - mean**2)
+                with np.errstate(invalid="ignore"):
+                    want = (x[r] - mean) / std
+                want[4] = 0.0
+                np.testing.assert_allclose(z[r], want, rtol=1e-9, atol=1e-12)
+    # causal: a test speaker's last utterance changes no other value (the population
+    # statistics come from the fit rows)
+    last = test[stream_orders([keys[i] for i in test], 5)[0][-1]]
+    x2 = x.copy()
+    x2[last] += 100.0
+    z2 = online_speaker_normalize(x2, keys, fit, [fit, test], seed=5, prior=prior)
+    others = np.setdiff1d(np.arange(15), [last])
+    np.testing.assert_array_equal(z2[others], z[others])
+    assert not np.allclose(z2[last], z[last])
+    first = [part[o[0]] for part in (fit, test) for o in stream_orders([keys[i] for i in part], 5)]
+    np.testing.assert_allclose(z[first][:, :4], (x[first][:, :4] - mu[:4]) / np.sqrt(var[:4]))
+    assert np.isnan(z[9, 1]) and np.isfinite(np.delete(z.ravel(), 9 * 5 + 1)).all()
+    with pytest.raises(ValueError, match="prior must be positive"):
+        online_speaker_normalize(x, keys, fit, [test], seed=5, prior=0.0)
+
+
+def test_online_normalisation_walks_the_crnns_test_streams(corpus, tmp_path):
+    """The baseline's online order is the one the CRNN's adapted test scores use: the
+    fold's seed (pyser.training.train.fold_seed) into the same stream_orders."""
+    from pyser.training.train import fold_seed
+
+    cfg = tiny_config(corpus, tmp_path).replace(seed=3)
+    data = prepare_data(cfg)
+    seen = []
+    real = baseline.online_speaker_normalize
+
+    def spy(x, keys, fit, parts, seed, prior=baseline.ONLINE_PRIOR_UTTERANCES):
+        seen.append(([np.asarray(p).tolist() for p in parts], seed))
+        return real(x, keys, fit, parts, seed, prior)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(baseline, "online_speaker_normalize", spy)
+        run_baseline(cfg, settings_for("egemaps", "online"), SvmGrid(C=(1.0,),
+                     gamma_factors=(1.0,)), data=data)
+    assert [s for _, s in seen] == [fold_seed(cfg, f) for f in data.folds]
+    assert [p[1] for p, _ in seen] == [np.asarray(f.test).tolist() for f in data.folds]
+
+
 def test_standardisation_is_fitted_on_train_and_nonfinite_becomes_zero():
     train = np.array([[1.0, 10.0], [3.0, np.nan], [5.0, 30.0]])
     test = np.array([[3.0, np.inf], [7.0, 20.0]])
@@ -225,7 +290,7 @@ def test_inner_cv_never_sees_a_test_speaker(full_run):
     cfg, _, calls = full_run
     data = prepare_data(cfg)
     spk = speaker_ids(data.utts)
-    assert len(calls) == 4 * len(data.folds)  # one inner CV per setting and fold
+    assert len(calls) == 6 * len(data.folds)  # one inner CV per setting and fold
     for idx, splits in calls:
         (fold,) = [f for f in data.folds if set(idx.tolist()) == set(f.train) | set(f.dev)]
         test_speakers = set(spk[fold.test].tolist())
@@ -240,7 +305,8 @@ def test_inner_cv_never_sees_a_test_speaker(full_run):
 def test_separable_task_is_learned(full_run):
     _, out, _ = full_run
     assert [r["setting"] for r in out["settings"]] == [
-        "compare", "compare_spknorm", "egemaps", "egemaps_spknorm"]
+        "compare", "compare_spknorm", "compare_spknorm_online",
+        "egemaps", "egemaps_spknorm", "egemaps_spknorm_online"]
     for key, s in out["summary"].items():
         assert s["test"]["ua"]["mean"] > 0.9, key
         assert set(s["test_by_corpus"]) == {"emodb", "tess"}
@@ -275,21 +341,23 @@ def test_command_writes_the_tables(corpus, tmp_path, capsys):
         "num_threads = 1\n"
     )
     status = main(["baseline", str(cfg_file), "--set", "folds=[0,1]", "--feature-set", "egemaps",
-                   "--speaker-norm", "both", "--c-values", "1,10", "--gamma-factors", "0.5,1"])
+                   "--speaker-norm", "all", "--c-values", "1,10", "--gamma-factors", "0.5,1"])
     assert status == 0
     exp = Path(cfg.out_dir) / "baseline_tiny"
     md = (exp / "results.md").read_text()
-    assert "| eGeMAPSv02 | off |" in md and "| eGeMAPSv02 | on |" in md
+    for norm in ("off", "all utterances", "online (causal)"):
+        assert f"| eGeMAPSv02 | {norm} |" in md
     assert "emodb UA %" in md and "tess UA %" in md and "Test confusion matrix" in md
     assert md in capsys.readouterr().out
     doc = json.loads((exp / "results.json").read_text())
-    assert [s["setting"] for s in doc["settings"]] == ["egemaps", "egemaps_spknorm"]
+    assert [s["setting"] for s in doc["settings"]] == [
+        "egemaps", "egemaps_spknorm", "egemaps_spknorm_online"]
     assert [f["fold"] for f in doc["settings"][0]["folds"]] == [0, 1]
     assert doc["protocol"]["C"] == [1.0, 10.0] and doc["protocol"]["gamma_factors"] == [0.5, 1.0]
     assert {f["C"] for s in doc["settings"] for f in s["folds"]} <= {1.0, 10.0}
     rows = (exp / "results.csv").read_text().splitlines()
     assert rows[0].startswith("experiment,setting,feature_set,speaker_norm,row,C")
-    assert sum(",r0 f" in r for r in rows) == 4 and sum(",emodb mean," in r for r in rows) == 2
+    assert sum(",r0 f" in r for r in rows) == 6 and sum(",emodb mean," in r for r in rows) == 3
 
 
 def test_command_refuses_a_bad_grid(capsys):
@@ -316,7 +384,9 @@ def test_command_without_opensmile_names_the_extra(monkeypatch, capsys):
 def test_bad_choices_are_refused():
     with pytest.raises(ValueError, match="feature set must be one of compare, egemaps, all"):
         settings_for("mfcc", "off")
-    with pytest.raises(ValueError, match="speaker norm must be one of off, on, both"):
+    with pytest.raises(ValueError, match="speaker norm must be one of off, on, online, both, all"):
         settings_for("all", "maybe")
+    with pytest.raises(ValueError, match="speaker_norm must be one of off, all, online"):
+        baseline.Setting("compare", "on")
     with pytest.raises(ValueError, match="C grid must be positive"):
         SvmGrid(C=(0.0, 1.0))

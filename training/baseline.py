@@ -9,9 +9,19 @@ very folds ``pyser train`` uses for the same config):
 1. the utterances are the CRNN's (``PreparedData.utts``: the task's labels, audio the
    feature store could read); every utterance is described by the functionals of the
    whole file (no centre crop: functionals are statistics over the utterance);
-2. optional per-speaker normalisation (:func:`speaker_normalize`): every feature z-scored
-   over all utterances of its speaker, test speakers included (their own, unlabelled
-   statistics: the usual transductive protocol);
+2. optional per-speaker normalisation, one of two kinds:
+
+   * ``all`` (:func:`speaker_normalize`): every feature z-scored over all utterances of
+     its speaker, test speakers included (their own, unlabelled statistics: the usual
+     transductive protocol; an utterance's own values are in its statistics);
+   * ``online`` (:func:`online_speaker_normalize`): what a stream can do, and what the
+     CRNN's online speaker adaptation does. Each speaker's utterances come in the order the
+     CRNN's test streams use (:func:`pyser.training.speaker_adapt.stream_orders`, the
+     fold's seed), and each is z-scored by the statistics of those before it only, shrunk
+     toward the training population's by a prior worth ``ONLINE_PRIOR_UTTERANCES``
+     utterances; the first utterance of a speaker gets the population's. Train + dev
+     speakers go through the same walk (their own random order), so the SVM is fitted on
+     features normalised as its test features will be;
 3. C and gamma by inner cross-validation on the fold's train + dev utterances (the CRNN
    uses dev only to pick a checkpoint; the SVM gets the same utterances for its inner
    CV): ``GroupKFold`` over the speaker keys ``(corpus, speaker)``, so no speaker is on
@@ -38,16 +48,17 @@ import sys
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
-
-from pyser._io import json_safe
 from pyser.training.config import ConfigError, TrainConfig
 from pyser.training.data import PreparedData, fold_sizes_by_corpus, prepare_data
 from pyser.training.metrics import classification_report, format_summary
 from pyser.training.smile import FEATURE_SETS, SmileCache, feature_set
 from pyser.training.splits import Fold
+
+from pyser._io import json_safe
 
 __all__ = [
     "FEATURE_CHOICES",
@@ -59,6 +70,7 @@ __all__ = [
     "fold_fingerprint",
     "inner_splits",
     "load_functionals",
+    "online_speaker_normalize",
     "run_baseline",
     "run_fold",
     "run_setting",
@@ -79,12 +91,19 @@ FEATURE_CHOICES: dict[str, tuple[str, ...]] = {
     "egemaps": ("egemaps",),
     "all": ("compare", "egemaps"),
 }
+#: The per-speaker normalisations a setting can use (see the module docstring).
+SPEAKER_NORMS = ("off", "all", "online")
 #: ``--speaker-norm`` choices and the normalisations each runs.
-SPEAKER_NORM_CHOICES: dict[str, tuple[bool, ...]] = {
-    "off": (False,),
-    "on": (True,),
-    "both": (False, True),
+SPEAKER_NORM_CHOICES: dict[str, tuple[str, ...]] = {
+    "off": ("off",),
+    "on": ("all",),
+    "online": ("online",),
+    "both": ("off", "all"),
+    "all": SPEAKER_NORMS,
 }
+#: The online normalisation's prior, in utterances of the training population: about the
+#: 3 s of speech the CRNN's adaptation prior is worth (``speaker_adapt_prior_s``).
+ONLINE_PRIOR_UTTERANCES = 2.0
 
 
 @dataclass(frozen=True)
@@ -107,21 +126,31 @@ class SvmGrid:
 
 @dataclass(frozen=True)
 class Setting:
-    """One row of the baseline table: a feature set, with or without speaker normalisation."""
+    """One row of the baseline table: a feature set and its per-speaker normalisation
+    (one of ``SPEAKER_NORMS``)."""
 
     feature_set: str
-    speaker_norm: bool
+    speaker_norm: str = "off"
+
+    def __post_init__(self) -> None:
+        if self.speaker_norm not in SPEAKER_NORMS:
+            raise ValueError(f"speaker_norm must be one of {', '.join(SPEAKER_NORMS)}, "
+                             f"got {self.speaker_norm!r}")
 
     @property
     def key(self) -> str:
-        """``compare``, ``compare_spknorm``, ...: the name in results.json and results.csv."""
-        return f"{self.feature_set}_spknorm" if self.speaker_norm else self.feature_set
+        """``compare``, ``compare_spknorm``, ``compare_spknorm_online``, ...: the name in
+        results.json and results.csv."""
+        suffix = {"off": "", "all": "_spknorm", "online": "_spknorm_online"}
+        return self.feature_set + suffix[self.speaker_norm]
 
     @property
     def title(self) -> str:
-        """``ComParE_2016``, ``ComParE_2016 + speaker norm``, ...: the name in results.md."""
+        """``ComParE_2016``, ``ComParE_2016 + speaker norm``, ``ComParE_2016 + online
+        speaker norm``, ...: the name in results.md."""
         name = FEATURE_SETS[self.feature_set].smile_name
-        return f"{name} + speaker norm" if self.speaker_norm else name
+        suffix = {"off": "", "all": " + speaker norm", "online": " + online speaker norm"}
+        return name + suffix[self.speaker_norm]
 
 
 def settings_for(feature_sets: str, speaker_norm: str) -> list[Setting]:
@@ -223,6 +252,56 @@ def speaker_normalize(x: np.ndarray, speakers: np.ndarray) -> np.ndarray:
     for s in np.unique(speakers):
         rows = speakers == s
         out[rows] = _zscore_columns(x[rows])
+    return out
+
+
+def online_speaker_normalize(
+    x: np.ndarray,
+    keys: Sequence[Hashable],
+    fit_idx: np.ndarray,
+    parts: Sequence[np.ndarray],
+    seed: int,
+    prior: float = ONLINE_PRIOR_UTTERANCES,
+) -> np.ndarray:
+    """Rows of ``parts`` z-scored causally per speaker (float64; other rows NaN).
+
+    Within each part, each speaker's rows are walked in :func:`stream_orders` order
+    (``seed``; ``keys[i]`` is row i's speaker) and row k is z-scored by the mean and
+    variance of rows 0..k-1 pooled with ``prior`` pseudo-rows of the population (the mean
+    and variance of the rows ``fit_idx``): the first row gets the population's statistics,
+    later ones move toward the speaker's. A row's own values never enter its statistics.
+    Non-finite values stay NaN and count as the population mean in later statistics.
+    """
+    from pyser.training.speaker_adapt import stream_orders
+
+    if prior <= 0:
+        raise ValueError(f"the online normalisation prior must be positive, got {prior}")
+    x = _finite_float64(x)
+    with np.errstate(all="ignore"):  # all-NaN columns: their statistics stay NaN
+        mu, var = np.nanmean(x[fit_idx], axis=0), np.nanvar(x[fit_idx], axis=0)
+    filled = np.where(np.isfinite(x), x, mu)
+    out = np.full_like(x, np.nan)
+    for part in parts:
+        part = np.asarray(part, dtype=np.int64)
+        for order in stream_orders([keys[int(i)] for i in part], seed):
+            rows = part[order]
+            n = prior + np.arange(len(rows), dtype=np.float64)[:, None]  # rows heard + prior
+            s1 = prior * mu + _exclusive_cumsum(filled[rows])
+            s2 = prior * (var + mu**2) + _exclusive_cumsum(filled[rows] ** 2)
+            mean = s1 / n
+            std = np.sqrt(np.maximum(s2 / n - mean**2, 0.0))
+            with np.errstate(all="ignore"):
+                z = (x[rows] - mean) / std
+            z[~(std > 1e-12 * np.maximum(1.0, np.abs(mean)))] = 0.0  # constant so far
+            z[~np.isfinite(x[rows])] = np.nan
+            out[rows] = z
+    return out
+
+
+def _exclusive_cumsum(a: np.ndarray) -> np.ndarray:
+    """Row k: the sum of rows 0..k-1 (row 0: zeros)."""
+    out = np.zeros_like(a)
+    np.cumsum(a[:-1], axis=0, out=out[1:])
     return out
 
 
@@ -385,18 +464,34 @@ def run_fold(
     return result
 
 
-def _setting_features(x: np.ndarray, setting: Setting, speakers: np.ndarray) -> np.ndarray:
-    """The features a setting's SVM sees before standardisation (float64, NaN = none)."""
-    return speaker_normalize(x, speakers) if setting.speaker_norm else _finite_float64(x)
+def _fold_features(x: np.ndarray, data: PreparedData, setting: Setting, fold: Fold,
+                   stream_seed: Callable[[Fold], int] | None) -> np.ndarray:
+    """The features a setting's SVM sees in ``fold`` before standardisation (float64, NaN =
+    none)."""
+    if setting.speaker_norm == "all":
+        return speaker_normalize(x, speaker_ids(data.utts))
+    if setting.speaker_norm == "online":
+        if stream_seed is None:
+            raise ValueError("online speaker normalisation needs the folds' stream seeds")
+        fit = np.concatenate([fold.train, fold.dev]).astype(np.int64)
+        keys = [(u.corpus, u.speaker) for u in data.utts]
+        return online_speaker_normalize(x, keys, fit, [fit, np.asarray(fold.test)],
+                                        stream_seed(fold))
+    return _finite_float64(x)
 
 
-def run_setting(x: np.ndarray, data: PreparedData, setting: Setting, grid: SvmGrid) -> dict:
-    """Every fold of one setting; returns ``{"setting", ..., "folds": [...], "seconds"}``."""
+def run_setting(x: np.ndarray, data: PreparedData, setting: Setting, grid: SvmGrid,
+                stream_seed: Callable[[Fold], int] | None = None) -> dict:
+    """Every fold of one setting; returns ``{"setting", ..., "folds": [...], "seconds"}``.
+    ``stream_seed``: a fold's seed of its speakers' stream order (online normalisation
+    only; ``run_baseline`` gives the CRNN's, so both walk the test speakers alike)."""
     start = time.perf_counter()
     speakers = speaker_ids(data.utts)
-    feats = _setting_features(x, setting, speakers)
     folds = []
+    feats = None
     for fold in data.folds:
+        if feats is None or setting.speaker_norm == "online":  # online: per fold
+            feats = _fold_features(x, data, setting, fold, stream_seed)
         r = run_fold(feats, data, speakers, fold, grid)
         log.info("%s r%d f%d: C %g, gamma %g/d, inner UA %.2f %%, test UA %.2f %%",
                  setting.title, fold.repeat, fold.fold, r["C"], r["gamma_factor"],
@@ -437,8 +532,8 @@ def run_baseline(
     Args:
         cfg: the CRNN's training config (corpus, split, folds, seeds, cache and output
             folders); the experiment folder is ``out_dir/baseline_<experiment>``.
-        settings: the table's rows (default: both feature sets, with and without
-            per-speaker normalisation).
+        settings: the table's rows (default: both feature sets, each without, with all-
+            utterance and with online per-speaker normalisation).
         grid: the SVM hyperparameter search (default :class:`SvmGrid`).
         data: ``prepare_data(cfg)`` when the caller has it already.
     Returns:
@@ -446,8 +541,9 @@ def run_baseline(
         "data", "timing"}``.
     """
     from pyser.training.baseline_results import write_baseline_results
+    from pyser.training.train import fold_seed  # the seed of the CRNN's test streams
 
-    settings = list(settings) if settings is not None else settings_for("all", "both")
+    settings = list(settings) if settings is not None else settings_for("all", "all")
     if not settings:
         raise ConfigError("no baseline settings to run")
     grid = grid or SvmGrid()
@@ -463,7 +559,7 @@ def run_baseline(
             x = load_functionals(data, cfg, name, progress=cfg.progress)
             timing[f"features_{name}_s"] = time.perf_counter() - t
             for s in (s for s in settings if s.feature_set == name):
-                runs.append(run_setting(x, data, s, grid))
+                runs.append(run_setting(x, data, s, grid, partial(fold_seed, cfg)))
                 log.info("%s: %s", s.title, format_summary(_pooled(runs[-1])))
     timing["total_s"] = time.perf_counter() - start
     exp_dir = Path(cfg.out_dir) / f"baseline_{cfg.experiment}"

@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from pyser._io import atomic_write_text, strict_json
+from pyser.training.baseline import ONLINE_PRIOR_UTTERANCES
 from pyser.training.config import TrainConfig
 from pyser.training.results import summarize_by_corpus, summarize_folds
 
 __all__ = ["summarize_setting", "write_baseline_results"]
 
 _METRICS = ("ua", "wa", "macro_f1")
+#: The "speaker norm" column of results.md.
+_NORM_NAMES = {"off": "off", "all": "all utterances", "online": "online (causal)"}
 
 
 def summarize_setting(run: dict) -> dict:
@@ -72,8 +75,13 @@ def _protocol(grid: Any) -> dict:
                     "outer fold's train + dev utterances; score: mean UA over inner folds",
         "scaler": "StandardScaler refitted on every inner training part and on train + dev",
         "nonfinite": "left out of means and stds, set to 0 after standardisation",
-        "speaker_norm": "z-score per (corpus, speaker) over all of the speaker's utterances "
-                        "(test speakers included, unlabelled)",
+        "speaker_norm": {
+            "all": "z-score per (corpus, speaker) over all of the speaker's utterances "
+                   "(test speakers included, unlabelled)",
+            "online": "z-score by the speaker's earlier utterances only, in the CRNN's test "
+                      "stream order, shrunk toward the train + dev statistics by a prior of "
+                      f"{ONLINE_PRIOR_UTTERANCES:g} utterances (train + dev walked alike)",
+        },
         "audio": "whole utterances (no crop), pyser.audio.load_audio at 16 kHz",
     }
 
@@ -136,7 +144,7 @@ def _settings_table(runs: Sequence[dict], summary: dict) -> list[str]:
         for c in corpora:
             sc = s.get("test_by_corpus", {}).get(c)
             cells.append(f"{_pct(sc['ua'])} ({sc['ua']['n']})" if sc else "")
-        norm = "on" if run["speaker_norm"] else "off"
+        norm = _NORM_NAMES[run["speaker_norm"]]
         md.append(f"| {run['feature_set']} | {norm} | " + " | ".join(cells) + " |")
     return md
 
@@ -153,7 +161,7 @@ def _folds_table(runs: Sequence[dict], corpora: list[str]) -> list[str]:
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(corpora),
     ]
     for run in runs:
-        norm = "on" if run["speaker_norm"] else "off"
+        norm = _NORM_NAMES[run["speaker_norm"]]
         for f in run["folds"]:
             t = f["test"]
             cells = [
@@ -199,7 +207,7 @@ def _csv(name: str, runs: Sequence[dict], summary: dict) -> str:
     w.writerow(["experiment", "setting", "feature_set", "speaker_norm", "row", "C",
                 "gamma_factor", "inner_ua", "test_ua", "test_wa", "test_macro_f1", "test_n"])
     for run in runs:
-        lead = [name, run["setting"], run["feature_set"], int(run["speaker_norm"])]
+        lead = [name, run["setting"], run["feature_set"], run["speaker_norm"]]
         for f in run["folds"]:
             w.writerow(lead + [f"r{f['repeat']} f{f['fold']}", f"{f['C']:g}",
                                f"{f['gamma_factor']:g}", f"{f['inner_ua']:.6f}"]

@@ -342,9 +342,11 @@ def add_baseline_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--speaker-norm",
-        choices=("off", "on", "both"),
-        default="both",
-        help="per-speaker z-scoring of the features (default both)",
+        choices=("off", "on", "online", "both", "all"),
+        default="all",
+        help="per-speaker z-scoring of the features: on (over all of a speaker's "
+        "utterances), online (over those before it), both (off and on) or all (off, on "
+        "and online; the default)",
     )
     p.add_argument(
         "--c-values",

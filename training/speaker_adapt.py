@@ -20,7 +20,7 @@ import numpy as np
 from pyser.adapt import SpeakerAdaptation
 from pyser.vad import VadConfig, speech_mask
 
-__all__ = ["SpeakerHistory", "speech_sums"]
+__all__ = ["SpeakerHistory", "speech_sums", "stream_orders"]
 
 
 def speech_sums(store: Any, frame_rate: float, vad: VadConfig | None = None
@@ -85,14 +85,22 @@ class SpeakerHistory:
         no history."""
         idx = np.asarray(idx, dtype=np.int64)
         out = np.zeros((len(idx), self.adaptation.n_bins), dtype=np.float32)
-        rng = np.random.default_rng(seed)
-        for positions in _group(np.arange(len(idx)), [self.speakers[i] for i in idx]).values():
-            order = rng.permutation(np.asarray(positions))
+        for order in stream_orders([self.speakers[i] for i in idx], seed):
             heard = np.cumsum(self.sums[idx[order]], axis=0)
             frames = np.cumsum(self.counts[idx[order]])
             for p in range(1, len(order)):
                 out[order[p]] = self.adaptation.shift(heard[p - 1], float(frames[p - 1]))
         return out
+
+
+def stream_orders(keys: Sequence[Any], seed: int = 0) -> list[np.ndarray]:
+    """The order in which a stream hears each speaker's items: ``keys[p]`` is item ``p``'s
+    speaker; per speaker (in a fixed order of keys) a random permutation (``seed``) of its
+    positions. Training scores the model's test streams in these orders, and the baseline's
+    online normalisation walks the same ones."""
+    rng = np.random.default_rng(seed)
+    return [rng.permutation(np.asarray(positions, dtype=np.int64))
+            for positions in _group(np.arange(len(keys)), keys).values()]
 
 
 def _group(items: Sequence[int], keys: Sequence[Any]) -> dict[Any, list[int]]:
