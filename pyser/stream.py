@@ -41,10 +41,11 @@ from pyser.backend import load_backend
 from pyser.features import FeatureConfig, StreamingFeatures, extract_features
 from pyser.model import CNN_LAYERS, ModelFileError
 from pyser.ring import FrameRing
-from pyser.vad import VadConfig, VoiceActivityDetector, speech_mask
+from pyser.vad import VadConfig, VoiceActivityDetector, mask_span, speech_mask
 
 __all__ = [
     "DEFAULT_VAD",
+    "SPEECH_MARGIN_S",
     "FIELD",
     "STRIDE",
     "BatchInputError",
@@ -62,6 +63,12 @@ __all__ = [
 
 #: The voice-activity settings streams and predict use unless told otherwise (frozen).
 DEFAULT_VAD = VadConfig()
+#: Audio around each speech segment that the model reads with it (seconds, each side). The
+#: detector's span is tight: it leaves out breathy onsets and fading ends, and the model,
+#: trained on 3 s crops of whole corpus files, loses 8 UA points on bare spans (measured:
+#: docs/training.md, "What the model reads"). After the segment it is at most the VAD's end
+#: hangover (``min_silence_s``), which has been heard anyway, so it adds no latency.
+SPEECH_MARGIN_S = 0.5
 
 
 def _cnn_geometry() -> tuple[int, int]:
@@ -142,14 +149,16 @@ class _Scored:
 
 @dataclass(frozen=True)
 class SpeechStart(_Moment):
-    """Speech began at ``time`` seconds (the start of the segment's first window)."""
+    """Speech began at ``time`` seconds (the detector's onset, on the CNN's 40 ms grid; the
+    segment's windows start up to ``SPEECH_MARGIN_S`` earlier)."""
 
     type: ClassVar[str] = "speech_start"
 
 
 @dataclass(frozen=True)
 class SpeechEnd(_Moment):
-    """Speech ended at ``time`` seconds (the end of the segment's utterance window)."""
+    """Speech ended at ``time`` seconds (the detector's end; the utterance window reads up to
+    ``SPEECH_MARGIN_S`` beyond it)."""
 
     type: ClassVar[str] = "speech_end"
 
@@ -280,11 +289,15 @@ class Recognizer:
     ) -> Prediction:
         """The emotion of one whole utterance.
 
+        The model reads the frames from the first speech onset to the last speech end found
+        by ``vad``, with ``SPEECH_MARGIN_S`` around them, as a stream's utterance result
+        does; every frame of the file when ``vad`` is None or finds no speech.
+
         Args:
             waveform: (n,) or (n, channels) float in [-1, 1] or int16 samples.
             sample_rate: its rate in Hz (resampled to the model's when different).
             vad: voice-activity settings; when it finds no speech, ``label`` is None (the
-                posteriors are still given). None: always name an emotion.
+                posteriors are still given). None: always name an emotion, from every frame.
             speaker: this speaker's history from :meth:`new_speaker`: the utterance is
                 normalised by it, then its speech (by ``vad``; all frames when None) is
                 added to it. None: the utterance alone.
@@ -304,8 +317,13 @@ class Recognizer:
                 f"analysis frame ({cfg.n_fft / cfg.sample_rate * 1000:.0f} ms)"
             )
         frames = extract_features(x, FeatureConfig.from_dict({**cfg.to_dict(), "center": False}))
-        p = self._posteriors(frames if speaker is None else frames + speaker.shift)
         mask = speech_mask(frames, vad, cfg.frame_rate) if vad is not None else None
+        span = mask_span(mask) if mask is not None else None
+        if span is not None:  # the speech with SPEECH_MARGIN_S around it, as streams read it
+            m = round(SPEECH_MARGIN_S * cfg.frame_rate)
+            span = slice(max(0, span.start - m), span.stop + m)
+        scored = frames if span is None else frames[span]
+        p = self._posteriors(scored if speaker is None else scored + speaker.shift)
         speech = None if mask is None else float(mask.sum()) / cfg.frame_rate
         if speaker is not None:
             speaker.add(frames if mask is None else frames[mask])
@@ -592,6 +610,9 @@ class EmotionStream:
         self.cache_cnn = bool(cache_cnn)
         self._on_event = on_event
         self._vad = VoiceActivityDetector(vad, cfg.frame_rate) if vad is not None else None
+        #: Frames the model reads around a segment (SPEECH_MARGIN_S; after it, at most the
+        #: end hangover, which the stream holds when the segment closes).
+        self._margin = round(SPEECH_MARGIN_S * cfg.frame_rate) if vad is not None else 0
         hangover = self._vad.latency_frames if self._vad else 0
         self._frames = FrameRing(
             capacity=(self.window_steps + self.hop_steps + 3) * STRIDE + FIELD + hangover,
@@ -748,8 +769,8 @@ class EmotionStream:
         while True:
             due = self._segment.next_partial if self._segment is not None else math.inf
             if queue and queue[0][0] <= due:
-                _, kind, t = queue.pop(0)
-                self._open(t) if kind == "start" else self._close(t)
+                known, kind, t = queue.pop(0)
+                self._open(t) if kind == "start" else self._close(t, known)
             elif due <= end:
                 self._partial(due)
                 self._segment.next_partial += self.hop_steps * STRIDE
@@ -757,15 +778,19 @@ class EmotionStream:
                 return
 
     def _open(self, onset: int) -> None:
-        # A little before the onset, on the grid, never before the ring's oldest frame.
-        start = max(0, onset - STRIDE // 2) // STRIDE * STRIDE
-        start = max(start, -(-self._frames.start // STRIDE) * STRIDE)
+        # The model reads from SPEECH_MARGIN_S before the onset, on the grid, never before
+        # the ring's oldest frame; the event gives the onset itself (on the grid).
+        oldest = -(-self._frames.start // STRIDE) * STRIDE
+        start = max(max(0, onset - self._margin) // STRIDE * STRIDE, oldest)
+        said = max(max(0, onset - STRIDE // 2) // STRIDE * STRIDE, oldest)
         if self.speaker is not None:
             self._adapt(max(onset, self._frames.start))
         self._segment = _Segment(start, next_partial=start + FIELD + (self.hop_steps - 1) * STRIDE)
-        self._pending.append(SpeechStart(self._time(start)))
+        self._pending.append(SpeechStart(self._time(said)))
 
-    def _close(self, end: int) -> None:
+    def _close(self, end: int, known: int | None = None) -> None:
+        """End the segment at frame ``end``; ``known``: the frame count at which the end was
+        detected (the model reads on to there at most, whatever the chunking)."""
         segment, self._segment = self._segment, None
         if segment is None:  # the VAD alternates start and end; nothing to close
             return
@@ -773,6 +798,8 @@ class EmotionStream:
         if self.speaker is not None:  # the frames after the segment's end were heard too
             self._hear(self._frames.window(max(end, self._frames.start), self._frames.end), -1)
             self._unheard = True
+        speech_end = end
+        end = min(end + self._margin, self._frames.end if known is None else known)
         available = _steps(end - segment.start)
         n = min(available, self.max_utterance_steps if self.cache_cnn else self.window_steps)
         if n >= 1:
@@ -780,7 +807,7 @@ class EmotionStream:
             job = _Job(Utterance, stop - FIELD - (n - 1) * STRIDE, stop, not self.cache_cnn)
         else:  # shorter than the receptive field: one padded pass over what there is
             job = _Job(Utterance, segment.start, end, True)
-        self._pending += [job, SpeechEnd(self._end_time(job.stop))]
+        self._pending += [job, SpeechEnd(self._end_time(min(job.stop, speech_end)))]
         if self._eager:
             _run_model([self])
 

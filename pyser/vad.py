@@ -29,7 +29,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["VadConfig", "VoiceActivityDetector", "frame_levels", "speech_mask"]
+__all__ = ["VadConfig", "VoiceActivityDetector", "frame_levels", "mask_span", "speech_mask",
+           "speech_span"]
 
 
 @dataclass(frozen=True)
@@ -184,3 +185,16 @@ def speech_mask(frames: np.ndarray, config: VadConfig, frame_rate: float) -> np.
     if start is not None:
         mask[start:] = True
     return mask
+
+
+def speech_span(frames: np.ndarray, config: VadConfig, frame_rate: float) -> slice | None:
+    """The frames of a whole utterance (n, n_bins) dB from the start of its first speech
+    segment to the end of its last (the pauses between them included): what a stream's
+    utterance results read of it. None when ``config``'s detector finds no speech."""
+    return mask_span(speech_mask(frames, config, frame_rate))
+
+
+def mask_span(mask: np.ndarray) -> slice | None:
+    """The slice from the first True of ``mask`` to the last (None: none is True)."""
+    speech = np.flatnonzero(mask)
+    return slice(int(speech[0]), int(speech[-1]) + 1) if len(speech) else None

@@ -16,6 +16,7 @@ from pyser.features import FeatureConfig
 from pyser.model import ModelMetadata, save_model
 from pyser.stream import (
     FIELD,
+    SPEECH_MARGIN_S,
     STRIDE,
     BatchInputError,
     Partial,
@@ -92,17 +93,22 @@ def test_speech_gives_segments_with_partials_and_an_utterance(rec, speech):
     kinds = [e.type for e in events]
     assert kinds.count("speech_start") == 2 and kinds.count("speech_end") == 2
     assert kinds.count("utterance") == 2 and kinds.count("partial") >= 6
-    # strictly nested: start, partials, utterance, end; per segment
+    # strictly nested: start, partials, utterance, end; per segment. The windows reach up to
+    # SPEECH_MARGIN_S (and the 40 ms grid) before the onset; the utterance's also after the end
     open_ = None
+    margin = SPEECH_MARGIN_S + STRIDE / 100
     for e in events:
         if isinstance(e, SpeechStart):
             assert open_ is None
             open_ = e.time
         elif isinstance(e, SpeechEnd):
             assert open_ is not None
+            assert utterance.start < open_ - 0.25  # at least the margin less a grid step
+            assert e.time + 0.3 < utterance.end <= e.time + margin
             open_ = None
         else:
-            assert open_ is not None and e.start >= open_ - 1e-9 and e.end > e.start
+            assert open_ is not None and e.start >= open_ - margin - 1e-9 and e.end > e.start
+            utterance = e
             assert abs(sum(e.probabilities.values()) - 1) < 1e-9
             assert e.label == max(e.probabilities, key=e.probabilities.get)
     # speech is where the clips are (1 s of silence first, 1 s between)
@@ -212,6 +218,29 @@ def test_predict_resamples_and_downmixes(rec, speech):
     np.testing.assert_allclose(probs(p16), probs(p48), atol=0.05)
     assert p16.duration == pytest.approx(len(speech) / SR)
     assert 2.0 < p16.speech < p16.duration
+
+
+def test_predict_reads_the_speech_span_with_its_margin_as_the_stream_does(rec, speech):
+    """predict reads from SPEECH_MARGIN_S before the first onset to as much after the last
+    end, and a stream's utterance result reads the same stretch of a one-utterance file
+    (give or take the CNN's 0.16 s grid)."""
+    from pyser.features import extract_features
+    from pyser.vad import speech_span
+
+    clip = speech[: 5 * SR]  # 1 s of silence, an utterance, silence
+    frames = extract_features(clip, FeatureConfig(center=False))
+    span = speech_span(frames, VadConfig(), 100.0)
+    assert 80 <= span.start <= 200 and span.stop < len(frames) - 60  # silence on both sides
+    m = round(SPEECH_MARGIN_S * 100)
+    p = rec.predict(clip, SR)
+    np.testing.assert_allclose(probs(p), rec._posteriors(frames[span.start - m : span.stop + m]),
+                               atol=1e-6)
+    assert np.abs(probs(p) - rec._posteriors(frames)).max() > 1e-4  # not every frame
+    np.testing.assert_allclose(probs(rec.predict(clip, SR, vad=None)), rec._posteriors(frames),
+                               atol=1e-6)  # no VAD: every frame
+    (utterance,) = [e for e in run(rec.create_stream(), clip) if isinstance(e, Utterance)]
+    assert abs(utterance.start - (span.start - m) / 100) <= 0.16
+    assert abs(utterance.end - ((span.stop + m - 1) * 160 + 1024) / SR) <= 0.16
 
 
 # ----------------------------------------------------------------- voice activity
@@ -390,12 +419,13 @@ def test_soak_one_hour_through_one_stream(rec, data_root):
                     assert open_start is None and e.time > last_time
                     open_start, last_partial_end = e.time, None
                 elif isinstance(e, Partial):
-                    assert open_start is not None and e.start >= open_start
+                    assert open_start is not None
+                    assert e.start >= open_start - SPEECH_MARGIN_S - STRIDE / 100 - 1e-9
                     if last_partial_end is not None:  # exactly one hop after the previous
                         assert e.end - last_partial_end == pytest.approx(stream.hop_s)
                     last_partial_end = e.end
                 elif isinstance(e, Utterance):
-                    assert open_start is not None and e.start == open_start
+                    assert open_start is not None and e.start < open_start - 0.25
                 else:
                     assert open_start is not None
                     open_start = None

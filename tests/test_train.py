@@ -297,10 +297,41 @@ def test_feature_store_crops_and_keeps_full_on_request():
         full = FeatureStore(["a", "b"], FakeCache(), max_frames=6, preload=preload, keep_full=True)
         assert full.get(0, crop=False).shape == (10, 2)
         assert np.array_equal(full.get(0), st.get(0))
+        # a trim (e.g. to the speech span) applies before any crop, to every view
+        trimmed = FeatureStore(["a", "b"], FakeCache(), max_frames=6, preload=preload,
+                               keep_full=True, trim=lambda x: x[1:-1])
+        assert trimmed.full_lengths.tolist() == [8, 2] and trimmed.lengths.tolist() == [6, 2]
+        assert trimmed.get(0, crop=False)[:, 0].tolist() == list(range(2, 18, 2))
+        assert trimmed.get(0)[:, 0].tolist() == [4, 6, 8, 10, 12, 14]  # frames 2..7 of 1..8
     mean, std = fit_normalization(st, [0, 1])
     frames = np.concatenate([st.get(0), st.get(1)])
     np.testing.assert_allclose(mean, frames.mean(axis=0), rtol=1e-6)
     np.testing.assert_allclose(std, frames.std(axis=0), rtol=1e-5)
+
+
+@pytest.mark.corpus
+def test_speech_trim_keeps_the_speech_span_of_real_speech(data_root):
+    """speech_trim cuts the silence around a corpus utterance (1 s of silence added on each
+    side), widens by a margin within the utterance, and keeps everything when the detector
+    hears no speech."""
+    import soundfile as sf
+
+    from pyser import FeatureConfig, extract_features
+    from pyser.training.store import speech_trim
+
+    x, sr = sf.read(data_root / "emodb" / "wav" / "03a01Fa.flac", dtype="float32")
+    pad = np.zeros(sr, np.float32)
+    fc = FeatureConfig(center=False)
+    frames = extract_features(np.concatenate([pad, x, pad]), fc)
+    span = speech_trim(frames, fc.frame_rate)
+    assert len(x) / sr * 100 - 60 < len(span) < len(x) / sr * 100 + 10  # the clip, less its pauses
+    start = next(i for i in range(len(frames)) if np.array_equal(frames[i], span[0]))
+    assert 95 <= start <= 160  # after the second of padding
+    wide = speech_trim(frames, fc.frame_rate, margin_s=0.5)  # 0.5 s more on each side
+    assert len(wide) == len(span) + 100 and np.array_equal(wide[50:-50], span)
+    assert len(speech_trim(frames, fc.frame_rate, margin_s=9.0)) == len(frames)  # clipped
+    silence = extract_features(np.zeros(sr, np.float32), fc)
+    assert speech_trim(silence, fc.frame_rate) is silence
 
 
 # ------------------------------------------------------------------------ config
@@ -1027,3 +1058,4 @@ def test_speaker_adaptation_trains_resumes_exactly_and_ships_its_constants(tmp_p
     assert run(tiny_config(corpus, out, stop_at_step=3, **cfg))["status"] == "stopped"
     with pytest.raises(RuntimeError, match="different speaker_adapt "):
         run(tiny_config(corpus, out, **{**cfg, "speaker_adapt": False}), resume=True)
+

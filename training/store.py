@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -19,9 +19,10 @@ import torch
 from torch import Tensor
 
 from pyser.training.cache import AudioDecodeError
+from pyser.vad import VadConfig, speech_span
 from pyser.training.progress import progress_bar
 
-__all__ = ["FeatureStore", "centre_crop", "collate", "fit_normalization"]
+__all__ = ["FeatureStore", "centre_crop", "collate", "fit_normalization", "speech_trim"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,10 @@ class FeatureStore:
     crop=False)`` the whole utterance; with ``keep_full=False`` (the default) only the
     cropped frames are kept in memory and ``crop=False`` is not available.
 
+    ``trim`` (optional) maps an utterance's frames to the part of them that counts (e.g.
+    :func:`speech_trim`, its speech span): every view of the utterance, whole or cropped,
+    is then of that part.
+
     An utterance whose audio cannot be used -- missing, undecodable, truncated, NaN/Inf
     samples (:class:`pyser.training.cache.AudioDecodeError`), or shorter than one FFT frame -- is
     logged with its path and left out: ``utts`` holds the kept utterances (``i`` indexes
@@ -60,9 +65,11 @@ class FeatureStore:
         preload: bool,
         progress: bool = False,
         keep_full: bool = False,
+        trim: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         utts = list(utts)
         self.cache = cache
+        self.trim = trim
         self.max_frames = max_frames
         self.keep_full = keep_full
         self._mem: list[np.ndarray] | None = None
@@ -107,11 +114,15 @@ class FeatureStore:
         """(features, None, path), or (None, why, path) for audio that cannot be used."""
         where = getattr(utt, "path", utt)
         try:
-            return self.cache.get(utt), None, where
+            return self._features(utt), None, where
         except AudioDecodeError as exc:
             return None, exc.reason, exc.path
         except FileNotFoundError as exc:
             return None, f"missing audio file ({exc})", where
+
+    def _features(self, utt: Any) -> np.ndarray:
+        x = self.cache.get(utt)
+        return x if self.trim is None else self.trim(x)
 
     def __len__(self) -> int:
         return len(self.utts)
@@ -122,10 +133,21 @@ class FeatureStore:
         if self._mem is not None:
             x = self._mem[i]
         else:
-            x = self.cache.get(self.utts[i])
+            x = self._features(self.utts[i])
         if crop and (self.keep_full or self._mem is None):
             x = centre_crop(x, self.max_frames)
         return x
+
+
+def speech_trim(frames: np.ndarray, frame_rate: float, margin_s: float = 0.0) -> np.ndarray:
+    """An utterance's frames from its first speech onset to its last speech end (the
+    default voice-activity detector), widened by ``margin_s`` on each side within the
+    utterance; all of them when the detector finds no speech."""
+    span = speech_span(frames, VadConfig(), frame_rate)
+    if span is None:
+        return frames
+    m = round(margin_s * frame_rate)
+    return frames[max(0, span.start - m) : span.stop + m]
 
 
 def fit_normalization(store: FeatureStore, idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,153 @@
+"""Score a finished run's last-step weights (each fold's final_state.pt) on three views of
+every test utterance, each alone and (with speaker adaptation) in its speaker's stream:
+
+* ``crop``: the centre ``max_seconds`` of the file, as the cross-validation scores it;
+* ``whole``: the whole file, as ``Recognizer.predict`` reads a file for a model trained
+  without ``trim_silence``;
+* ``speech``: the VAD's speech span (first onset to last end), as a stream's utterance
+  result reads an utterance (and ``predict`` for a ``trim_silence`` model).
+
+    python scripts/score_spans.py ablation_adapt_seeds --variant adapt [--set KEY=VALUE ...]
+
+Views ``speech+SECONDS`` widen the span by a margin on each side; ``--part dev`` scores
+the dev speakers instead (to choose between views without looking at test speakers).
+Prints one line per fold run and a table of mean ± std UA; nothing is rewritten. Scoring
+test crops, it stops unless its score of a fold equals the run's stored last-step UA.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pyser._io import atomic_write_text, strict_json
+from pyser.training.config import load_experiment
+from pyser.training.data import prepare_data
+from pyser.training.metrics import logits_report
+from pyser.training.predict import predict
+from pyser.training.runtime import setup_runtime, torch_settings
+from pyser.training.store import FeatureStore, speech_trim
+from pyser.training.train import FoldParts, fold_dir, fold_seed, new_model, speaker_history
+
+def view_store(data, view: str) -> tuple[FeatureStore, bool]:
+    """A store of the run's utterances giving ``view`` of each, and the ``crop`` flag to
+    read it with (the same utterances in the same order: the folds index it)."""
+    s = data.store
+    if view == "crop":
+        return s, True
+    trim = None
+    if view.startswith("speech"):
+        margin = float(view.partition("+")[2] or 0.0)
+        trim = partial(speech_trim, frame_rate=data.feature_config.frame_rate, margin_s=margin)
+    elif view != "whole":
+        raise SystemExit(f"unknown view {view!r}: crop, whole, speech or speech+SECONDS")
+    store = FeatureStore(s.utts, s.cache, s.max_frames, True, False, True, trim)
+    if len(store) != len(s):
+        raise SystemExit("the run's utterances could not all be read again")
+    return store, False
+
+
+def _mean_std(values: list[float]) -> dict:
+    v = np.asarray(values, dtype=np.float64)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+            "n": int(v.size)}
+
+
+def summary(cfg, args, rows: list[dict], by_corpus: dict) -> dict:
+    """UA mean ± std (sample std) per view, pooled and per corpus, with how it was made."""
+    return {
+        "experiment": cfg.experiment,
+        "seeds": list(cfg.seeds),
+        "part": args.part,
+        "weights": "last step",
+        "command": "python scripts/score_spans.py " + " ".join(
+            [args.name] + (["--variant", args.variant] if args.variant else [])
+            + ["--views", args.views, "--part", args.part]),
+        "ua": {k: _mean_std([r[k] for r in rows]) for k in rows[0]},
+        "ua_by_corpus": {k: {c: _mean_std(v) for c, v in per.items()}
+                         for k, per in by_corpus.items()},
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("name", help="experiment config name")
+    p.add_argument("--variant", default=None, help="the [variants.NAME] to score")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--views", default="crop,whole,speech",
+                   help="comma-separated: crop, whole, speech, speech+SECONDS (a margin)")
+    p.add_argument("--part", choices=("test", "dev"), default="test",
+                   help="score the test speakers (default) or the dev speakers (to choose)")
+    p.add_argument("--json", type=Path, default=None, metavar="FILE",
+                   help="also write the summary as JSON (scripts/bundle_model.py --spans)")
+    args = p.parse_args()
+    spec = load_experiment(args.name, args.overrides)
+    cfg = spec.config
+    if args.variant is not None:
+        if args.variant not in spec.variants:
+            raise SystemExit(f"{args.name} has no variant {args.variant!r}: {list(spec.variants)}")
+        cfg = spec.configs()[list(spec.variants).index(args.variant)]
+    if not cfg.crop_eval:
+        raise SystemExit("the run scored whole utterances (crop_eval = false), not centre "
+                         "crops: this script checks itself against crop scores")
+    rt = setup_runtime("cpu")
+    data = prepare_data(cfg, rt)
+    stores = {v: view_store(data, v) for v in args.views.split(",")}
+    rows, by_corpus = [], {}
+    with torch_settings(cfg, rt.device):
+        for fold in data.folds:
+            folder = fold_dir(cfg, fold)
+            parts = FoldParts.of(fold, data.y, len(data.labels))
+            if cfg.speaker_adapt:
+                speaker_history(cfg, data, parts, fold_seed(cfg, fold))
+            model = new_model(data, parts.train, rt.device, channels_last=False)
+            model.load_state_dict(torch.load(folder / "final_state.pt", weights_only=True))
+            idx = getattr(parts, args.part)
+            y = data.y[idx]
+            corpora = np.array([data.utts[int(i)].corpus for i in idx])
+            row = {}
+            for view, (store, crop) in stores.items():
+                for how, shifts in (("alone", None), ("streamed", parts.shifts.get(args.part))):
+                    if how == "streamed" and shifts is None:
+                        continue
+                    logits, _ = predict(model, store, idx, cfg.eval_batch_size,
+                                        rt.device, crop=crop, shifts=shifts)
+                    row[f"{view} {how}"] = logits_report(y, logits, len(data.labels))["ua"]
+                    for c in sorted(set(corpora)):
+                        mine = corpora == c
+                        by_corpus.setdefault(f"{view} {how}", {}).setdefault(c, []).append(
+                            logits_report(y[mine], logits[mine], len(data.labels))["ua"])
+            if args.part == "test" and "crop alone" in row:
+                stored = json.loads((folder / "result.json").read_text())["test_last"]["ua"]
+                own = row["crop streamed" if cfg.speaker_adapt else "crop alone"]
+                if own != stored:
+                    raise SystemExit(f"{folder}: the run's own scoring gives UA {own}, its "
+                                     f"result.json {stored}: not the weights or data it had")
+            print(folder, json.dumps({k: round(v, 4) for k, v in row.items()}), flush=True)
+            rows.append(row)
+    print(f"\n{cfg.experiment}: last-step {args.part} UA %, mean ± std over {len(rows)} fold "
+          "runs\n")
+    print("| scored on | " + " | ".join(k for k in rows[0]) + " |")
+    print("|---|" + "---:|" * len(rows[0]))
+    cells = [f"{100 * np.mean(v):.1f} ± {100 * np.std(v, ddof=1):.1f}"
+             for v in ([r[k] for r in rows] for k in rows[0])]
+    print(f"| {args.part} | " + " | ".join(cells) + " |")
+    if args.json is not None:
+        atomic_write_text(args.json, strict_json(summary(cfg, args, rows, by_corpus), indent=1))
+    corpora = sorted({c for v in by_corpus.values() for c in v})
+    print("\nPer corpus (over the fold runs that test it; count in brackets):\n")
+    print("| scored on | " + " | ".join(corpora) + " |")
+    print("|---|" + "---:|" * len(corpora))
+    for key, per in by_corpus.items():
+        print(f"| {key} | " + " | ".join(
+            f"{100 * np.mean(per[c]):.1f} ± {100 * np.std(per[c], ddof=1):.1f} ({len(per[c])})"
+            if len(per.get(c, [])) > 1 else "" for c in corpora) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

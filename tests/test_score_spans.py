@@ -1,0 +1,68 @@
+"""scripts/score_spans.py: a finished run's last-step weights scored on crops, whole files
+and speech spans, after checking that it reproduces the run's own last-step scores."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pyser.training.experiments import run_experiment
+from test_train import make_corpus
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "score_spans.py"
+
+
+@pytest.mark.slow
+def test_views_are_scored_and_a_run_it_cannot_reproduce_is_refused(tmp_path):
+    manifest = make_corpus(tmp_path / "corpus", n_per=3, syllables=True)
+    config = tmp_path / "tiny_spans.toml"
+    config.write_text(f"""
+experiment = "tiny_spans"
+corpus = "csv"
+data_root = "{manifest}"
+split = "speaker"
+n_folds = 3
+steps = 4
+eval_every = 2
+best_after_step = 0
+batch_size = 8
+max_seconds = 0.8
+features = {{n_mels = 64}}
+cache_dir = "{tmp_path / 'cache'}"
+out_dir = "{tmp_path / 'runs'}"
+num_threads = 1
+progress = false
+checkpoint_every = 0
+
+[variants.adapt]
+speaker_adapt = true
+""")
+    run_experiment(str(config))
+    command = [sys.executable, str(SCRIPT), str(config), "--variant", "adapt",
+               "--views", "crop,whole,speech,speech+0.5", "--json", str(tmp_path / "s.json")]
+    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    folds = [json.loads(line.split(" ", 1)[1]) for line in lines if "/folds/r0_f" in line]
+    assert len(folds) == 3
+    for row in folds:
+        assert set(row) == {f"{v} {h}" for v in ("crop", "whole", "speech", "speech+0.5")
+                            for h in ("alone", "streamed")}
+        assert all(0.0 <= ua <= 1.0 for ua in row.values())
+    header = next(line for line in lines if line.startswith("| scored on | crop alone"))
+    assert header.count("|") == 10 and any(line.startswith("| test | ") for line in lines)
+    assert any(line.startswith("| speech+0.5 streamed | ") for line in lines)  # per corpus
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert doc["ua"]["speech+0.5 streamed"]["n"] == 3 and doc["part"] == "test"
+    mean = sum(r["speech+0.5 streamed"] for r in folds) / 3
+    assert doc["ua"]["speech+0.5 streamed"]["mean"] == pytest.approx(mean, abs=1e-4)
+    assert set(doc["ua_by_corpus"]["crop alone"]) == {"csv"}
+    # a stored score the weights do not give back: refused, nothing printed as a result
+    result = tmp_path / "runs" / "tiny_spans" / "adapt" / "folds" / "r0_f1" / "result.json"
+    doc = json.loads(result.read_text())
+    doc["test_last"]["ua"] += 0.01
+    result.write_text(json.dumps(doc))
+    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0 and "not the weights or data it had" in done.stderr
+    assert "| test | " not in done.stdout
