@@ -203,3 +203,21 @@ def test_importing_pyser_or_the_command_layer_does_no_benchmark_work() -> None:
         "assert dict(os.environ) == env\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_adaptation_run_times_every_call_of_both_streams() -> None:
+    """The VAD-on run feeds the same talk turns to an adapting and a non-adapting stream of
+    the bundled model: every segment closes, and only the adapting one builds a history."""
+    from pyser.benchmarks import stream as bench
+    from pyser.stream import Recognizer
+
+    rec = Recognizer.load()
+    times, heard = bench._segment_latency(rec, turns=3)
+    calls = len(bench._turns(3, seed=5)) // bench.CHUNK
+    for name in ("adapting", "not adapting"):
+        assert len(times[name]["all"]) == calls
+        assert len(times[name]["utterance"]) == len(times[name]["speech_start"]) == 3
+        assert len(times[name]["partial"]) >= 3 and (times[name]["all"] > 0).all()
+    assert heard["segments"] == 3 and 3.0 < heard["speech_s"] < heard["audio_s"]
+    text = "\n".join(bench._segment_lines(times, heard, 3))
+    assert "| adapting | `speech_start` | 3 |" in text and "holds" in text

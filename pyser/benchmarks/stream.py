@@ -12,6 +12,9 @@ bundled; the weights do not change the cost), window 3 s, hop 0.48 s, continuous
   full).
 * where a hop's time goes: the CNN over the hop's new frames, the BiGRU + FC over the
   window, the rest (features, VAD, bookkeeping).
+* with the VAD on, talk turns through an adapting and a non-adapting stream: every
+  call's duration, grouped by the events it returns (a segment's start is where the
+  adapting stream adds the last segment to its speaker history).
 * streams per core: M streams of 0.16 s chunks, stream by stream or batched through
   ``Recognizer.accept_waveforms``; capacity = M x audio seconds / wall seconds, i.e. how
   many real-time streams this core sustains at that load.
@@ -40,10 +43,11 @@ class _Sizes:
     hops: int  # timed hops per configuration
     streams: tuple[int, ...]  # M for the streams-per-core runs
     stream_audio_s: float  # audio per stream in those runs
+    turns: int  # talk turns for the VAD-on adaptation run
 
 
-_QUICK = _Sizes(hops=20, streams=(16,), stream_audio_s=4.0)
-_FULL = _Sizes(hops=200, streams=(64, 256), stream_audio_s=10.0)
+_QUICK = _Sizes(hops=20, streams=(16,), stream_audio_s=4.0, turns=4)
+_FULL = _Sizes(hops=200, streams=(64, 256), stream_audio_s=10.0, turns=60)
 
 
 class _EagerBackend:
@@ -236,6 +240,84 @@ def _capacity(rec, m: int, audio_s: float, batched: bool) -> float:
     return m * (n_chunks - warm) * chunk / SR / wall
 
 
+def _turns(n: int, seed: int) -> np.ndarray:
+    """``n`` talk turns: 1.5-3 s of speech-like audio, then 1 s of near silence."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for k in range(n):
+        parts.append(_speech(rng.uniform(1.5, 3.0), seed=100 + k))
+        parts.append((5e-5 * rng.standard_normal(SR)).astype(np.float32))
+    return np.concatenate(parts)
+
+
+_CALL_KINDS = ("speech_start", "partial", "utterance")
+
+
+def _segment_latency(rec, turns: int) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
+    """Seconds of every 10 ms call of two VAD-on streams over the same talk turns, one
+    adapting to its speaker (a closed segment joins its history when the next one starts,
+    and the cached CNN restarts) and one not, fed chunk by chunk in alternation. Per
+    stream: all calls, and the calls that return each event kind. Also what the adapting
+    stream heard."""
+    from pyser.benchmarks.features import gc_off
+
+    audio = _turns(turns, seed=5)
+    streams = {"adapting": rec.create_stream(WINDOW_S, HOP_S, adapt=True),
+               "not adapting": rec.create_stream(WINDOW_S, HOP_S, adapt=False)}
+    times = {k: {kind: [] for kind in ("all", *_CALL_KINDS)} for k in streams}
+    segments = 0
+    with gc_off():
+        for i, pos in enumerate(range(0, len(audio) - CHUNK + 1, CHUNK)):
+            chunk = audio[pos : pos + CHUNK]
+            order = list(streams.items())
+            for name, stream in order if i % 2 == 0 else order[::-1]:
+                t0 = time.perf_counter_ns()
+                events = stream.accept_waveform(chunk)
+                dt = (time.perf_counter_ns() - t0) * 1e-9
+                times[name]["all"].append(dt)
+                for kind in {e.type for e in events} & set(_CALL_KINDS):
+                    times[name][kind].append(dt)
+                segments += name == "adapting" and any(e.type == "utterance" for e in events)
+    speaker = streams["adapting"].speaker
+    heard = {"segments": segments, "audio_s": len(audio) / SR,
+             "speech_s": (speaker.speech_frames / rec.feature_config.frame_rate
+                          if speaker is not None else None)}
+    return {k: {kind: np.array(v) for kind, v in t.items()} for k, t in times.items()}, heard
+
+
+def _segment_lines(times: dict[str, dict[str, np.ndarray]], heard: dict, turns: int) -> list[str]:
+    """The adaptation table of the report."""
+    lines = [
+        "",
+        (f"With the VAD on and speaker adaptation: {turns} talk turns "
+         f"({heard['audio_s']:.0f} s: 1.5-3 s of speech-like audio, then 1 s of near "
+         "silence) through two streams fed 10 ms chunks in alternation, one adapting to its "
+         "speaker (each closed segment joins its history when the next starts, and the cached "
+         "CNN restarts) and one not. Calls grouped by the events they return; a call "
+         "returning two kinds counts in both."),
+        "",
+        "| stream | calls returning | n | median (ms) | p99 (ms) | max (ms) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for name, t in times.items():
+        for kind in ("all", *_CALL_KINDS):
+            v = t[kind]
+            if len(v):
+                label = "anything (every call)" if kind == "all" else f"`{kind}`"
+                lines.append(f"| {name} | {label} | {len(v)} | {_ms(np.median(v))} | "
+                             f"{_ms(np.percentile(v, 99))} | {_ms(v.max())} |")
+    lines.append("")
+    for name, t in times.items():
+        lines.append(f"- {name}: {heard['audio_s'] / t['all'].sum():.0f}× real time "
+                     f"({1e3 * t['all'].sum():.0f} ms of calls).")
+    if heard["speech_s"] is None:
+        lines.append("- This model has no speaker adaptation: both streams do the same work.")
+    else:
+        lines.append(f"- The adapting stream closed {heard['segments']} segments; its speaker "
+                     f"history holds {heard['speech_s']:.1f} s of speech at the end.")
+    return lines
+
+
 def _ms(x: float) -> str:
     return f"{x * 1e3:.2f}"
 
@@ -248,6 +330,7 @@ def run_stream_benchmark(quick: bool = False) -> str:
         recognizers = _recognizers(notes)
         latency = _hop_latency(recognizers, sizes.hops)
         profile = _hop_profile(recognizers["torchscript"], 50 if quick else 300)
+        segment_times, heard = _segment_latency(recognizers["torchscript"], sizes.turns)
         capacity = []
         for m in sizes.streams:
             for batched in (False, True):
@@ -286,5 +369,6 @@ def run_stream_benchmark(quick: bool = False) -> str:
     for m, batched, cap in capacity:
         how = "batched (`accept_waveforms`)" if batched else "stream by stream"
         lines.append(f"| {m} | {how} | {cap:.0f} |")
+    lines += _segment_lines(segment_times, heard, sizes.turns)
     lines += ["", *(f"- {n}" for n in notes), ""]
     return "\n".join(lines)
