@@ -1,7 +1,7 @@
 """Bundle a trained model as pyser's default: pyser/assets/default.pt and default.onnx.
 
     python scripts/bundle_model.py runs/final_pooled/folds/r0_f0/model.pt \\
-        --cv runs/ablation_pooled/aug/results.json --note "..."
+        --cv runs/ablation_pooled/aug/results.json [--spans spans.json] --note "..."
 
 Re-saves the weights with the current pyser code (TorchScript files carry their code),
 folds the cross-validation's mean dev temperature into the last layer (``--cv``; the
@@ -72,12 +72,18 @@ def main() -> None:
     parser.add_argument("--cv", type=Path, default=None,
                         help="results.json of the recipe's cross-validation: its metrics go "
                              "into the provenance and its mean temperature into the model")
+    parser.add_argument("--spans", type=Path, default=None,
+                        help="scripts/score_spans.py --json output: the recipe's figures as "
+                             "predict and streams read utterances (cross_validation."
+                             "as_served in the provenance)")
     args = parser.parse_args()
 
     net, meta = load_eager_model(args.model)
     extra = {}
     if args.cv is not None:
         cv = cv_summary(args.cv)
+        if args.spans is not None:
+            cv["as_served"] = json.loads(args.spans.read_text())
         extra["cross_validation"] = cv
         # a model trained on everything (split "all") is a last-step model: its temperature
         # is the one fitted on the folds' last-step weights

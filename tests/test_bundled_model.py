@@ -26,6 +26,10 @@ def test_loads_with_no_argument_and_describes_itself():
     # the recipe adapts to the speaker: streamed figures, and each utterance alone
     assert set(cv["test_unadapted_by_corpus"]) == {"emodb", "ravdess", "tess"}
     assert cv["test_unadapted"]["ua"]["mean"] > 0.25
+    # and its figures as predict and streams read utterances (speech span + margin)
+    served = cv["as_served"]["ua"]
+    assert served["speech+0.5 streamed"]["n"] == served["speech+0.5 alone"]["n"] == cv["folds_run"]
+    assert served["speech+0.5 streamed"]["mean"] > 0.25 and cv["as_served"]["part"] == "test"
     assert rec.adaptation is not None and rec.adaptation.n_bins == 128
     assert rec.adaptation.prior_frames == 300
     assert -100 < rec.adaptation.population_mean.mean() < 20  # dB of speech, not of silence
