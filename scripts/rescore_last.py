@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from pyser._io import atomic_write_text, strict_json
-from pyser.training.config import load_experiment
+from pyser.training.config import ConfigError, load_experiment
 from pyser.training.data import prepare_data
 from pyser.training.results import write_results
 from pyser.training.runtime import setup_runtime, torch_settings
@@ -38,12 +38,10 @@ def main() -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    spec = load_experiment(args.name, args.overrides)
-    cfg = spec.config
-    if args.variant is not None:
-        if args.variant not in spec.variants:
-            raise SystemExit(f"{args.name} has no variant {args.variant!r}: {list(spec.variants)}")
-        cfg = spec.configs()[list(spec.variants).index(args.variant)]
+    try:
+        cfg = load_experiment(args.name, args.overrides).variant(args.variant)
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from None
     rt = setup_runtime("cpu")
     data = prepare_data(cfg, rt)
     results = []

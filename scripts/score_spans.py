@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from pyser._io import atomic_write_text, strict_json
-from pyser.training.config import load_experiment
+from pyser.training.config import ConfigError, load_experiment
 from pyser.training.data import prepare_data
 from pyser.training.metrics import logits_report
 from pyser.training.predict import predict
@@ -85,12 +85,10 @@ def main() -> int:
     p.add_argument("--json", type=Path, default=None, metavar="FILE",
                    help="also write the summary as JSON (scripts/bundle_model.py --spans)")
     args = p.parse_args()
-    spec = load_experiment(args.name, args.overrides)
-    cfg = spec.config
-    if args.variant is not None:
-        if args.variant not in spec.variants:
-            raise SystemExit(f"{args.name} has no variant {args.variant!r}: {list(spec.variants)}")
-        cfg = spec.configs()[list(spec.variants).index(args.variant)]
+    try:
+        cfg = load_experiment(args.name, args.overrides).variant(args.variant)
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from None
     if not cfg.crop_eval:
         raise SystemExit("the run scored whole utterances (crop_eval = false), not centre "
                          "crops: this script checks itself against crop scores")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from pyser.training.experiments import run_experiment
-from test_train import make_corpus
+from test_train import make_corpus, write_tiny_experiment
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "parallel_experiment.py"
 
@@ -16,25 +16,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "parallel_experiment.
 @pytest.mark.slow
 def test_workers_run_every_fold_and_resume_only_assembles(tmp_path):
     manifest = make_corpus(tmp_path / "corpus", n_per=3)
-    config = tmp_path / "tiny_ablation.toml"
-    config.write_text(f"""
-experiment = "tiny_ablation"
-corpus = "csv"
-data_root = "{manifest}"
-split = "speaker"
-n_folds = 3
-seeds = [0, 1]
-steps = 4
-eval_every = 2
-best_after_step = 0
-batch_size = 8
-max_seconds = 0.8
-features = {{n_mels = 64}}
-cache_dir = "{tmp_path / 'cache'}"
-out_dir = "{tmp_path / 'runs'}"
-num_threads = 1
-progress = false
-checkpoint_every = 0
+    config = write_tiny_experiment(tmp_path, "tiny_ablation", manifest, """seeds = [0, 1]
 
 [variants.plain]
 center_lambda = 0.0

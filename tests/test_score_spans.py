@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from pyser.training.experiments import run_experiment
-from test_train import make_corpus
+from test_train import make_corpus, write_tiny_experiment
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "score_spans.py"
 
@@ -16,25 +16,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "score_spans.py"
 @pytest.mark.slow
 def test_views_are_scored_and_a_run_it_cannot_reproduce_is_refused(tmp_path):
     manifest = make_corpus(tmp_path / "corpus", n_per=3, syllables=True)
-    config = tmp_path / "tiny_spans.toml"
-    config.write_text(f"""
-experiment = "tiny_spans"
-corpus = "csv"
-data_root = "{manifest}"
-split = "speaker"
-n_folds = 3
-steps = 4
-eval_every = 2
-best_after_step = 0
-batch_size = 8
-max_seconds = 0.8
-features = {{n_mels = 64}}
-cache_dir = "{tmp_path / 'cache'}"
-out_dir = "{tmp_path / 'runs'}"
-num_threads = 1
-progress = false
-checkpoint_every = 0
-
+    config = write_tiny_experiment(tmp_path, "tiny_spans", manifest, """
 [variants.adapt]
 speaker_adapt = true
 """)

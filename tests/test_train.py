@@ -334,7 +334,41 @@ def test_speech_trim_keeps_the_speech_span_of_real_speech(data_root):
     assert speech_trim(silence, fc.frame_rate) is silence
 
 
+def write_tiny_experiment(tmp_path: Path, name: str, manifest: Path, extra: str) -> Path:
+    """A tiny experiment config over a make_corpus manifest (3 speaker folds, 4 steps),
+    with ``extra`` TOML appended (keys, [variants.*]); returns its path."""
+    config = tmp_path / f"{name}.toml"
+    config.write_text(f"""
+experiment = "{name}"
+corpus = "csv"
+data_root = "{manifest}"
+split = "speaker"
+n_folds = 3
+steps = 4
+eval_every = 2
+best_after_step = 0
+batch_size = 8
+max_seconds = 0.8
+features = {{n_mels = 64}}
+cache_dir = "{tmp_path / 'cache'}"
+out_dir = "{tmp_path / 'runs'}"
+num_threads = 1
+progress = false
+checkpoint_every = 0
+{extra}""")
+    return config
+
+
 # ------------------------------------------------------------------------ config
+
+
+def test_experiment_variant_picks_one_config():
+    spec = load_experiment("ablation_pooled")
+    adapt = spec.variant("adapt")
+    assert adapt.speaker_adapt and adapt.experiment == "ablation_pooled/adapt"
+    assert spec.variant(None) is spec.config
+    with pytest.raises(ConfigError, match="no variant 'nope'.*'adapt'"):
+        spec.variant("nope")
 
 
 def test_config_file_and_overrides(tmp_path):

@@ -456,6 +456,16 @@ class ExperimentSpec:
             for v in self.sweep_values
         ]
 
+    def variant(self, name: str | None) -> TrainConfig:
+        """The config of variant ``name`` (None: the base config); ConfigError naming the
+        variants for an unknown one."""
+        if name is None:
+            return self.config
+        if name not in self.variants:
+            raise ConfigError(f"{self.config.experiment} has no variant {name!r}: "
+                              f"{list(self.variants)}")
+        return self.configs()[list(self.variants).index(name)]
+
 
 # ---------------------------------------------------------------------- parsing
 
