@@ -318,10 +318,8 @@ class Recognizer:
             )
         frames = extract_features(x, FeatureConfig.from_dict({**cfg.to_dict(), "center": False}))
         mask = speech_mask(frames, vad, cfg.frame_rate) if vad is not None else None
-        span = mask_span(mask) if mask is not None else None
-        if span is not None:  # the speech with SPEECH_MARGIN_S around it, as streams read it
-            m = round(SPEECH_MARGIN_S * cfg.frame_rate)
-            span = slice(max(0, span.start - m), span.stop + m)
+        # the speech with SPEECH_MARGIN_S around it, as streams read it
+        span = None if mask is None else mask_span(mask, round(SPEECH_MARGIN_S * cfg.frame_rate))
         scored = frames if span is None else frames[span]
         p = self._posteriors(scored if speaker is None else scored + speaker.shift)
         speech = None if mask is None else float(mask.sum()) / cfg.frame_rate

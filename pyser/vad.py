@@ -187,14 +187,19 @@ def speech_mask(frames: np.ndarray, config: VadConfig, frame_rate: float) -> np.
     return mask
 
 
-def speech_span(frames: np.ndarray, config: VadConfig, frame_rate: float) -> slice | None:
+def speech_span(frames: np.ndarray, config: VadConfig, frame_rate: float,
+                margin: int = 0) -> slice | None:
     """The frames of a whole utterance (n, n_bins) dB from the start of its first speech
-    segment to the end of its last (the pauses between them included): what a stream's
-    utterance results read of it. None when ``config``'s detector finds no speech."""
-    return mask_span(speech_mask(frames, config, frame_rate))
+    segment to the end of its last (the pauses between them included), widened by
+    ``margin`` frames on each side: what a stream's utterance results read of it with
+    that margin. None when ``config``'s detector finds no speech."""
+    return mask_span(speech_mask(frames, config, frame_rate), margin)
 
 
-def mask_span(mask: np.ndarray) -> slice | None:
-    """The slice from the first True of ``mask`` to the last (None: none is True)."""
+def mask_span(mask: np.ndarray, margin: int = 0) -> slice | None:
+    """The slice from the first True of ``mask`` to the last, widened by ``margin`` on each
+    side within ``mask`` (None: none is True)."""
     speech = np.flatnonzero(mask)
-    return slice(int(speech[0]), int(speech[-1]) + 1) if len(speech) else None
+    if not len(speech):
+        return None
+    return slice(max(0, int(speech[0]) - margin), min(len(mask), int(speech[-1]) + 1 + margin))

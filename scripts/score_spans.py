@@ -1,17 +1,16 @@
-"""Score a finished run's last-step weights (each fold's final_state.pt) on three views of
-every test utterance, each alone and (with speaker adaptation) in its speaker's stream:
+"""Score a finished run's last-step weights (each fold's final_state.pt) on views of every
+test utterance, each alone and (with speaker adaptation) in its speaker's stream:
 
 * ``crop``: the centre ``max_seconds`` of the file, as the cross-validation scores it;
-* ``whole``: the whole file, as ``Recognizer.predict`` reads a file for a model trained
-  without ``trim_silence``;
-* ``speech``: the VAD's speech span (first onset to last end), as a stream's utterance
-  result reads an utterance (and ``predict`` for a ``trim_silence`` model).
+* ``whole``: the whole file;
+* ``speech``: the VAD's speech span (first onset to last end), bare;
+* ``speech+SECONDS``: that span widened by a margin on each side; ``speech+0.5`` is what
+  ``Recognizer.predict`` and a stream's utterance result read (``SPEECH_MARGIN_S``).
 
     python scripts/score_spans.py ablation_adapt_seeds --variant adapt [--set KEY=VALUE ...]
 
-Views ``speech+SECONDS`` widen the span by a margin on each side; ``--part dev`` scores
-the dev speakers instead (to choose between views without looking at test speakers).
-Prints one line per fold run and a table of mean ± std UA; nothing is rewritten. Scoring
+``--part dev`` scores the dev speakers instead (to choose between views without looking
+at test speakers). Prints one line per fold run and a table of mean ± std UA; nothing is rewritten. Scoring
 test crops, it stops unless its score of a fold equals the run's stored last-step UA.
 """
 from __future__ import annotations
@@ -32,6 +31,7 @@ from pyser.training.predict import predict
 from pyser.training.runtime import setup_runtime, torch_settings
 from pyser.training.store import FeatureStore, speech_trim
 from pyser.training.train import FoldParts, fold_dir, fold_seed, new_model, speaker_history
+
 
 def view_store(data, view: str) -> tuple[FeatureStore, bool]:
     """A store of the run's utterances giving ``view`` of each, and the ``crop`` flag to

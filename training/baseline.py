@@ -52,13 +52,13 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+
+from pyser._io import json_safe
 from pyser.training.config import ConfigError, TrainConfig
 from pyser.training.data import PreparedData, fold_sizes_by_corpus, prepare_data
 from pyser.training.metrics import classification_report, format_summary
 from pyser.training.smile import FEATURE_SETS, SmileCache, feature_set
 from pyser.training.splits import Fold
-
-from pyser._io import json_safe
 
 __all__ = [
     "FEATURE_CHOICES",

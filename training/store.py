@@ -19,8 +19,8 @@ import torch
 from torch import Tensor
 
 from pyser.training.cache import AudioDecodeError
-from pyser.vad import VadConfig, speech_span
 from pyser.training.progress import progress_bar
+from pyser.vad import VadConfig, speech_span
 
 __all__ = ["FeatureStore", "centre_crop", "collate", "fit_normalization", "speech_trim"]
 
@@ -143,11 +143,8 @@ def speech_trim(frames: np.ndarray, frame_rate: float, margin_s: float = 0.0) ->
     """An utterance's frames from its first speech onset to its last speech end (the
     default voice-activity detector), widened by ``margin_s`` on each side within the
     utterance; all of them when the detector finds no speech."""
-    span = speech_span(frames, VadConfig(), frame_rate)
-    if span is None:
-        return frames
-    m = round(margin_s * frame_rate)
-    return frames[max(0, span.start - m) : span.stop + m]
+    span = speech_span(frames, VadConfig(), frame_rate, round(margin_s * frame_rate))
+    return frames if span is None else frames[span]
 
 
 def fit_normalization(store: FeatureStore, idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
