@@ -24,7 +24,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SpeakerAdaptation", "SpeakerState"]
+__all__ = ["MAX_GAIN", "SpeakerAdaptation", "SpeakerState"]
+
+MAX_GAIN = 2.0
+"""The most a scaling adaptation multiplies (or divides) a bin's deviations by."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,9 @@ class SpeakerAdaptation:
 
     population_mean: np.ndarray
     prior_frames: float
+    population_std: np.ndarray | None = None
+    """(n_bins,) dB, the per-bin standard deviation of the training data's speech frames;
+    set, the adaptation also scales each bin to it (see :meth:`affine`)."""
 
     def __post_init__(self) -> None:
         mean = np.asarray(self.population_mean, dtype=np.float64).reshape(-1)
@@ -48,20 +54,31 @@ class SpeakerAdaptation:
                 f"speaker_adaptation: prior_frames must be > 0, got {self.prior_frames!r}"
             )
         object.__setattr__(self, "population_mean", mean)
+        if self.population_std is not None:
+            std = np.asarray(self.population_std, dtype=np.float64).reshape(-1)
+            if std.shape != mean.shape or not (np.isfinite(std).all() and (std > 0).all()):
+                raise ValueError("speaker_adaptation: population_std must be finite, > 0 "
+                                 f"and have {mean.size} bins")
+            object.__setattr__(self, "population_std", std)
 
     @property
     def n_bins(self) -> int:
         return int(self.population_mean.size)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"population_mean": [float(v) for v in self.population_mean],
-                "prior_frames": float(self.prior_frames)}
+        out: dict[str, Any] = {"population_mean": [float(v) for v in self.population_mean],
+                               "prior_frames": float(self.prior_frames)}
+        if self.population_std is not None:
+            out["population_std"] = [float(v) for v in self.population_std]
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SpeakerAdaptation:
         try:
+            std = d.get("population_std")
             return cls(np.asarray(d["population_mean"], dtype=np.float64),
-                       float(d["prior_frames"]))
+                       float(d["prior_frames"]),
+                       None if std is None else np.asarray(std, dtype=np.float64))
         except (KeyError, TypeError) as exc:
             raise ValueError(f"speaker_adaptation metadata is malformed: {exc}") from exc
 
@@ -71,6 +88,22 @@ class SpeakerAdaptation:
         n0 = self.prior_frames
         mu = (n0 * self.population_mean + speech_sum) / (n0 + speech_frames)
         return (self.population_mean - mu).astype(np.float32)
+
+    def affine(self, speech_sum: np.ndarray, speech_sumsq: np.ndarray,
+               speech_frames: float) -> np.ndarray:
+        """(2, n_bins) float32 (gain, offset): frames become ``frames * gain + offset``, that
+        is the speaker's per-bin mean and standard deviation mapped onto the population's,
+        both estimated with the prior's pseudo-count. The gain is kept within
+        [1 / MAX_GAIN, MAX_GAIN] so that a short, flat history cannot blow a bin up."""
+        if self.population_std is None:
+            raise ValueError("speaker_adaptation: affine needs population_std")
+        n0, n = self.prior_frames, float(speech_frames)
+        mu_pop, var_pop = self.population_mean, self.population_std ** 2
+        mu = (n0 * mu_pop + speech_sum) / (n0 + n)
+        second = (n0 * (var_pop + mu_pop ** 2) + speech_sumsq) / (n0 + n)
+        std = np.sqrt(np.maximum(second - mu ** 2, 1e-6))
+        gain = np.clip(self.population_std / std, 1 / MAX_GAIN, MAX_GAIN)
+        return np.stack([gain, mu_pop - mu * gain]).astype(np.float32)
 
     def new_speaker(self) -> SpeakerState:
         return SpeakerState(self)

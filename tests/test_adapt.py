@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 from crnn_factory import random_crnn
-from pyser.training.speaker_adapt import SpeakerHistory
+import torch
+from pyser.training.speaker_adapt import SpeakerHistory, SpeechStats, adapt_batch, speech_stats
 
-from pyser.adapt import SpeakerAdaptation, SpeakerState
+from pyser.adapt import MAX_GAIN, SpeakerAdaptation, SpeakerState
 from pyser.features import FeatureConfig, extract_features
 from pyser.model import ModelFileError, ModelMetadata, save_model
 from pyser.stream import SPEECH_MARGIN_S, Recognizer, Utterance
@@ -72,16 +73,48 @@ def test_metadata_round_trips_and_is_checked_against_the_features(tmp_path):
                                  "speaker_adaptation": adaptation(n_bins=64).to_dict()})
 
 
+def test_affine_maps_a_long_history_onto_the_population_mean_and_spread():
+    pop_mean, pop_std = np.array([-40.0, -50.0, -60.0]), np.array([6.0, 5.0, 4.0])
+    a = SpeakerAdaptation(pop_mean, 100.0, pop_std)
+    assert np.array_equal(a.affine(np.zeros(3), np.zeros(3), 0),
+                          np.stack([np.ones(3), np.zeros(3)]).astype(np.float32))
+    rng = np.random.default_rng(3)
+    mean, std = np.array([-30.0, -55.0, -61.0]), np.array([9.0, 5.0, 3.0])
+    frames = mean + std * rng.standard_normal((200_000, 3))
+    gain, offset = a.affine(frames.sum(axis=0), np.square(frames).sum(axis=0), len(frames))
+    mapped = frames * gain + offset
+    np.testing.assert_allclose(mapped.mean(axis=0), pop_mean, atol=0.05)
+    np.testing.assert_allclose(mapped.std(axis=0), pop_std, rtol=0.01)
+    # a flat history (one repeated frame) cannot blow the bins up
+    flat = np.tile(mean, (1000, 1))
+    gain, _ = a.affine(flat.sum(axis=0), np.square(flat).sum(axis=0), len(flat))
+    assert (gain <= MAX_GAIN).all() and (gain >= 1 / MAX_GAIN).all() and gain.max() == MAX_GAIN
+
+
+def test_population_std_round_trips_and_is_checked():
+    a = SpeakerAdaptation(np.zeros(3), 10.0, np.array([1.0, 2.0, 3.0]))
+    again = SpeakerAdaptation.from_dict(a.to_dict())
+    np.testing.assert_array_equal(again.population_std, a.population_std)
+    assert "population_std" not in adaptation(n_bins=3).to_dict()
+    for bad in (np.array([1.0, 0.0, 1.0]), np.ones(2), np.array([1.0, np.nan, 1.0])):
+        with pytest.raises(ValueError, match="population_std"):
+            SpeakerAdaptation(np.zeros(3), 10.0, bad)
+    with pytest.raises(ValueError, match="population_std"):
+        adaptation(n_bins=3).affine(np.zeros(3), np.zeros(3), 0)
+
+
 # ------------------------------------------------------------------- training histories
 
 
-def history(p_none=0.0, max_history=32):
+def history(p_none=0.0, max_history=32, scale=False):
     rng = np.random.default_rng(1)
     n, f = 12, 3
-    sums = rng.standard_normal((n, f)) * 100
     counts = rng.integers(50, 150, n)
+    sums = rng.standard_normal((n, f)) * counts[:, None]
+    sumsqs = (rng.random((n, f)) * 4 + 1) * counts[:, None] + sums ** 2 / counts[:, None]
     speakers = ["a"] * 5 + ["b"] * 4 + ["c"] * 3  # c is never trained on
-    return SpeakerHistory(sums, counts, speakers, list(range(9)), 100.0, max_history, p_none)
+    return SpeakerHistory(SpeechStats(sums, sumsqs, counts), speakers, list(range(9)), 100.0,
+                          max_history, p_none, scale)
 
 
 def test_stream_shifts_use_only_earlier_utterances_of_the_same_speaker():
@@ -92,8 +125,8 @@ def test_stream_shifts_use_only_earlier_utterances_of_the_same_speaker():
     # with exactly the ones before it
     def is_stream_order(rows, utts):
         for order in itertools.permutations(range(len(utts))):
-            want = [h.adaptation.shift(h.sums[[utts[o] for o in order[:p]]].sum(axis=0),
-                                       h.counts[[utts[o] for o in order[:p]]].sum())
+            want = [h.adaptation.shift(h.stats.sums[[utts[o] for o in order[:p]]].sum(axis=0),
+                                       h.stats.counts[[utts[o] for o in order[:p]]].sum())
                     for p in range(len(order))]
             if all(np.allclose(rows[o], w) for o, w in zip(order, want)):
                 return True
@@ -108,7 +141,7 @@ def test_stream_shifts_use_only_earlier_utterances_of_the_same_speaker():
 def test_train_shifts_draw_other_training_utterances_of_the_speaker():
     h = history(max_history=1)
     rng = np.random.default_rng(0)
-    possible = {i: [h.adaptation.shift(h.sums[j], h.counts[j]) for j in range(9)
+    possible = {i: [h.adaptation.shift(h.stats.sums[j], h.stats.counts[j]) for j in range(9)
                     if h.speakers[j] == h.speakers[i] and j != i] for i in range(9)}
     for _ in range(20):
         batch = rng.integers(0, 9, 6)
@@ -116,6 +149,65 @@ def test_train_shifts_draw_other_training_utterances_of_the_speaker():
             assert any(np.allclose(row, p) for p in possible[int(i)])
     none = history(p_none=1.0)
     assert not none.train_shifts(np.arange(9), rng).any()
+
+
+def test_scaling_histories_are_gain_offset_pairs_of_earlier_utterances():
+    h = history(scale=True)
+    s = h.stats
+    train = np.arange(9)
+    mean = s.sums[train].sum(axis=0) / s.counts[train].sum()
+    np.testing.assert_allclose(h.adaptation.population_std ** 2,
+                               s.sumsqs[train].sum(axis=0) / s.counts[train].sum() - mean ** 2)
+    idx = np.array([9, 10, 11])
+    adjust = h.stream_shifts(idx, seed=2)
+    assert adjust.shape == (3, 2, 3)
+    first = [r for r in range(3) if np.array_equal(adjust[r], h.identity(1)[0])]
+    assert len(first) == 1  # the stream's first utterance is read as it is
+    later = [r for r in range(3) if r not in first]
+
+    def heard(rows):
+        u = idx[rows]
+        return h.adjust(s.sums[u].sum(axis=0), s.sumsqs[u].sum(axis=0), s.counts[u].sum())
+
+    # stream order first, middle, last: the middle one is adapted by the first, the last
+    # by both
+    assert any(np.allclose(adjust[m], heard(first))
+               and np.allclose(adjust[last], heard(first + [m]))
+               for m, last in (later, later[::-1]))
+    rng = np.random.default_rng(0)
+    drawn = h.train_shifts(np.arange(9), rng)
+    assert drawn.shape == (9, 2, 3) and (drawn[:, 0] != 1).any()
+
+
+def test_adapt_batch_applies_shifts_and_gain_offset_pairs():
+    x = torch.arange(24, dtype=torch.float32).reshape(2, 4, 3)
+    shift = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, -1.0]], np.float32)
+    torch.testing.assert_close(adapt_batch(x, shift), x + torch.from_numpy(shift)[:, None])
+    pair = np.stack([np.full((2, 3), 2.0), shift], axis=1).astype(np.float32)
+    torch.testing.assert_close(adapt_batch(x, pair), 2 * x + torch.from_numpy(shift)[:, None])
+
+
+def test_speech_stats_sum_the_speech_frames_of_each_utterance():
+    rng = np.random.default_rng(0)
+    # a tilted spectrum (speech-like, not flat) well above the quiet frames
+    loud = (np.linspace(0.0, -60.0, 8) + rng.normal(0.0, 3.0, (300, 8))).astype(np.float32)
+    quiet = rng.normal(-70.0, 1.0, (100, 8)).astype(np.float32)
+
+    class Store:
+        items = [np.concatenate([quiet, loud, quiet]), np.concatenate([quiet, loud[:150]])]
+
+        def __len__(self):
+            return len(self.items)
+
+        def get(self, i):
+            return self.items[i]
+
+    stats = speech_stats(Store(), 100.0)
+    for i, x in enumerate(Store.items):
+        speech = x[speech_mask(x, VadConfig(), 100.0)].astype(np.float64)
+        assert stats.counts[i] == len(speech) > 0
+        np.testing.assert_allclose(stats.sums[i], speech.sum(axis=0))
+        np.testing.assert_allclose(stats.sumsqs[i], np.square(speech).sum(axis=0))
 
 
 # ------------------------------------------------------------------- the runtime

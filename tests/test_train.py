@@ -1093,3 +1093,21 @@ def test_speaker_adaptation_trains_resumes_exactly_and_ships_its_constants(tmp_p
     with pytest.raises(RuntimeError, match="different speaker_adapt "):
         run(tiny_config(corpus, out, **{**cfg, "speaker_adapt": False}), resume=True)
 
+
+def test_scaling_speaker_adaptation_trains_and_ships_the_population_spread(tmp_path):
+    from pyser.model import load_model
+    from pyser.training.train import run
+
+    corpus = make_corpus(tmp_path / "corpus", n_per=4, syllables=True)
+    cfg = {"speaker_adapt": True, "speaker_adapt_scale": True, "steps": 6, "eval_every": 3,
+           "best_after_step": 0}
+    full = run(tiny_config(corpus, tmp_path / "full", **cfg))
+    assert 0 <= full["folds"][0]["test_last"]["ua"] <= 1
+    _, meta = load_model(Path(full["dir"]) / "folds" / "r0_f0" / "model.pt")
+    std = np.asarray(meta.speaker_adaptation["population_std"])
+    assert std.shape == (64,) and (std > 0).all()
+    out = tmp_path / "other"
+    assert run(tiny_config(corpus, out, stop_at_step=3, **cfg))["status"] == "stopped"
+    with pytest.raises(RuntimeError, match="speaker_adapt_scale"):
+        run(tiny_config(corpus, out, **{**cfg, "speaker_adapt_scale": False}), resume=True)
+

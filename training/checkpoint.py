@@ -72,6 +72,7 @@ RESUME_KEYS = (
     "speaker_adapt_prior_s",
     "speaker_adapt_max_history",
     "speaker_adapt_p_none",
+    "speaker_adapt_scale",
     "eval_every",
     "best_after_step",
     "seed",

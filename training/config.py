@@ -231,6 +231,9 @@ class TrainConfig:
     """Training: at most this many same-speaker utterances make an example's history."""
     speaker_adapt_p_none: float = 0.25
     """Training: the fraction of examples given no history (as a first utterance is)."""
+    speaker_adapt_scale: bool = False
+    """Also scale each bin so that the speaker's spread of speech frames matches the
+    population's (per-speaker mean and variance normalisation; pyser.adapt.affine)."""
 
     # --- evaluation and model selection
     eval_every: int = 20

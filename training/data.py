@@ -34,8 +34,8 @@ class PreparedData:
     split_kind: str
     info: dict = field(default_factory=dict)
     speech: tuple | None = None
-    """(sums, counts) of every utterance's VAD speech frames, filled on first use by
-    speaker adaptation (pyser.training.speaker_adapt.speech_sums)."""
+    """The SpeechStats of every utterance's VAD speech frames, filled on first use by
+    speaker adaptation (pyser.training.speaker_adapt.speech_stats)."""
 
 
 def prepare_data(cfg: TrainConfig, rt: Runtime | None = None) -> PreparedData:

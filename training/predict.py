@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pyser.training.speaker_adapt import adapt_batch
 from pyser.training.store import FeatureStore, collate
 
 __all__ = ["predict"]
@@ -28,8 +29,8 @@ def predict(
 
     Works with an eager CRNN or a TorchScript one; batches are formed by length so that
     little padding is computed (the model's outputs do not depend on padding). ``crop``:
-    centre-cropped (training length) or whole utterances. ``shifts``: (len(idx), n_bins)
-    dB added to each utterance's frames (online speaker adaptation), or None.
+    centre-cropped (training length) or whole utterances. ``shifts``: each utterance's
+    online speaker adaptation (pyser.training.speaker_adapt.adapt_batch), or None.
     """
     was_training = getattr(model, "training", False)
     model.eval()
@@ -42,7 +43,7 @@ def predict(
         pos = order[start : start + batch_size]
         x, lengths = collate([store.get(int(idx[p]), crop) for p in pos])
         if shifts is not None:
-            x += torch.from_numpy(shifts[pos])[:, None, :]
+            x = adapt_batch(x, shifts[pos])
         x, lengths = x.to(device), lengths.to(device)
         if embeddings:
             logits, z = model.forward_with_embedding(x, lengths)

@@ -58,7 +58,7 @@ from pyser.training.progress import progress_bar
 from pyser.training.results import write_fold, write_results
 from pyser.training.runtime import Runtime, autocast_dtype, setup_runtime, torch_settings
 from pyser.training.sampler import BatchSampler
-from pyser.training.speaker_adapt import SpeakerHistory, speech_sums
+from pyser.training.speaker_adapt import SpeakerHistory, adapt_batch, speech_stats
 from pyser.training.store import collate, fit_normalization
 
 __all__ = [
@@ -181,11 +181,12 @@ def speaker_history(cfg: TrainConfig, data: PreparedData, parts: FoldParts,
     """The fold's speaker adaptation; fills ``parts.shifts`` with each part's stream-order
     shifts (the order drawn from ``seed``)."""
     if data.speech is None:
-        data.speech = speech_sums(data.store, data.feature_config.frame_rate)
+        data.speech = speech_stats(data.store, data.feature_config.frame_rate)
     speakers = [(u.corpus, u.speaker) for u in data.utts]
-    history = SpeakerHistory(*data.speech, speakers, parts.train,
+    history = SpeakerHistory(data.speech, speakers, parts.train,
                              cfg.speaker_adapt_prior_s * data.feature_config.frame_rate,
-                             cfg.speaker_adapt_max_history, cfg.speaker_adapt_p_none)
+                             cfg.speaker_adapt_max_history, cfg.speaker_adapt_p_none,
+                             cfg.speaker_adapt_scale)
     for name in ("train", "dev", "test"):
         parts.shifts[name] = history.stream_shifts(getattr(parts, name), seed)
     return history
@@ -251,14 +252,14 @@ def train_step(
     (loss, ce, center) averaged over the ranks. ``autocast``: the forward pass's reduced
     precision (None: float32); the losses are computed in float32 either way. ``augment``:
     ``(x, lengths) -> x`` applied to the collated frames (see pyser.training.augment).
-    ``shifts``: (len(batch), n_bins) dB added to each example's frames first (speaker
-    adaptation), or None."""
+    ``shifts``: each example's speaker adaptation (see
+    pyser.training.speaker_adapt.adapt_batch), applied first, or None."""
     device = rt.device
     y_all = torch.as_tensor(data.y)
     shard = batch[rt.rank :: rt.world_size]
     x, lengths = collate([data.store.get(int(i)) for i in shard])
     if shifts is not None:
-        x += torch.from_numpy(shifts[rt.rank :: rt.world_size])[:, None, :]
+        x = adapt_batch(x, shifts[rt.rank :: rt.world_size])
     if augment is not None:
         x = augment(x, lengths)
     x, lengths = x.to(device, non_blocking=True), lengths.to(device, non_blocking=True)
