@@ -110,7 +110,7 @@ class SpeakerAdaptation:
 
 
 class SpeakerState:
-    """What one speaker (one stream) has said so far, as the shift it gives the features.
+    """What one speaker (one stream) has said so far, as the adjustment it gives the features.
 
     Create with :meth:`pyser.Recognizer.new_speaker`; pass to ``Recognizer.predict(...,
     speaker=state)`` utterance after utterance (or let an ``EmotionStream`` keep its own).
@@ -121,10 +121,13 @@ class SpeakerState:
         self.reset()
 
     def reset(self) -> None:
-        """Forget the speaker: the shift is zero again."""
-        self._sum = np.zeros(self.adaptation.n_bins, dtype=np.float64)
+        """Forget the speaker: the frames are read as they are again."""
+        n_bins = self.adaptation.n_bins
+        self._sum = np.zeros(n_bins, dtype=np.float64)
+        self._sumsq = np.zeros(n_bins, dtype=np.float64)
         self._count = 0
-        self._shift = np.zeros(self.adaptation.n_bins, dtype=np.float32)
+        self._gain: np.ndarray | None = None
+        self._shift = np.zeros(n_bins, dtype=np.float32)
 
     @property
     def speech_frames(self) -> int:
@@ -133,8 +136,22 @@ class SpeakerState:
 
     @property
     def shift(self) -> np.ndarray:
-        """(n_bins,) float32 dB to add to the frames of the next utterance."""
+        """(n_bins,) float32 dB added to the frames of the next utterance (after the gain,
+        for a scaling adaptation)."""
         return self._shift
+
+    @property
+    def gain(self) -> np.ndarray | None:
+        """(n_bins,) float32 the frames of the next utterance are multiplied by first (None:
+        a shift-only adaptation, or nothing heard yet)."""
+        return self._gain
+
+    def apply(self, frames: np.ndarray) -> np.ndarray:
+        """Frames (n, n_bins) dB as the adapted model reads them (a new float32 array)."""
+        frames = np.asarray(frames, dtype=np.float32)
+        if self._gain is None:
+            return frames + self._shift
+        return frames * self._gain + self._shift
 
     def add(self, frames: np.ndarray) -> None:
         """Hear speech frames (n, n_bins) dB (after an utterance, never during it)."""
@@ -146,12 +163,23 @@ class SpeakerState:
             )
         if not np.isfinite(frames).all():
             raise ValueError("SpeakerState.add: frames hold NaN or inf")
-        self.add_sums(frames.sum(axis=0), len(frames))
+        self.add_sums(frames.sum(axis=0), len(frames), np.square(frames).sum(axis=0))
 
-    def add_sums(self, speech_sum: np.ndarray, speech_frames: int) -> None:
-        """Hear speech given as its per-bin sum (n_bins,) over ``speech_frames`` frames."""
+    def add_sums(self, speech_sum: np.ndarray, speech_frames: int,
+                 speech_sumsq: np.ndarray | None = None) -> None:
+        """Hear speech given as its per-bin sum (n_bins,) over ``speech_frames`` frames, and
+        its per-bin sum of squares (needed by a scaling adaptation)."""
         if speech_frames <= 0:
             return
+        scales = self.adaptation.population_std is not None
+        if scales and speech_sumsq is None:
+            raise ValueError("SpeakerState.add_sums: this model's adaptation scales the "
+                             "features and needs the sum of squares")
         self._sum = self._sum + np.asarray(speech_sum, dtype=np.float64)
+        if speech_sumsq is not None:
+            self._sumsq = self._sumsq + np.asarray(speech_sumsq, dtype=np.float64)
         self._count += int(speech_frames)
-        self._shift = self.adaptation.shift(self._sum, self._count)
+        if scales:
+            self._gain, self._shift = self.adaptation.affine(self._sum, self._sumsq, self._count)
+        else:
+            self._shift = self.adaptation.shift(self._sum, self._count)

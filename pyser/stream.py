@@ -321,7 +321,7 @@ class Recognizer:
         # the speech with SPEECH_MARGIN_S around it, as streams read it
         span = None if mask is None else mask_span(mask, round(SPEECH_MARGIN_S * cfg.frame_rate))
         scored = frames if span is None else frames[span]
-        p = self._posteriors(scored if speaker is None else scored + speaker.shift)
+        p = self._posteriors(scored if speaker is None else speaker.apply(scored))
         speech = None if mask is None else float(mask.sum()) / cfg.frame_rate
         if speaker is not None:
             speaker.add(frames if mask is None else frames[mask])
@@ -633,9 +633,10 @@ class EmotionStream:
         self.speaker: SpeakerState | None = (
             recognizer.adaptation.new_speaker() if adapt and recognizer.adaptation else None
         )
-        self._shift: np.ndarray | None = None  # what the model's frames get added (dB)
-        self._heard = np.zeros(cfg.n_bins)  # the open segment's per-bin frame sum, its count,
-        self._heard_n = 0                   # and whether a closed one waits to be added
+        self._adapting = False  # whether the model's frames go through the speaker's adjustment
+        self._heard = np.zeros(cfg.n_bins)  # the open segment's per-bin frame sum, sum of
+        self._heard_sq = np.zeros(cfg.n_bins)  # squares, count, and whether a closed one waits
+        self._heard_n = 0                   # to be added
         self._unheard = False
 
     # ------------------------------------------------------------------ public
@@ -688,7 +689,7 @@ class EmotionStream:
             self._resampler = None
             if self.speaker is not None:
                 self.speaker.reset()
-            self._shift, self._heard_n, self._unheard = None, 0, False
+            self._adapting, self._heard_n, self._unheard = False, 0, False
         finally:
             self._busy.release()
 
@@ -821,14 +822,17 @@ class EmotionStream:
     # ------------------------------------------------------------------ adaptation
 
     def _hear(self, frames: np.ndarray, sign: int) -> None:
-        self._heard += sign * frames.sum(axis=0, dtype=np.float64)
+        frames = frames.astype(np.float64)
+        self._heard += sign * frames.sum(axis=0)
+        self._heard_sq += sign * np.square(frames).sum(axis=0)
         self._heard_n += sign * len(frames)
 
     def _adapt(self, onset: int) -> None:
         """At a segment's start: the last segment joins the speaker history; count this one's
         speech from its VAD onset (not from the earlier grid start the model reads)."""
         self._commit_heard()
-        self._heard = self._frames.window(onset, self._frames.end).sum(axis=0, dtype=np.float64)
+        speech = self._frames.window(onset, self._frames.end).astype(np.float64)
+        self._heard, self._heard_sq = speech.sum(axis=0), np.square(speech).sum(axis=0)
         self._heard_n = self._frames.end - onset
 
     def _commit_heard(self) -> None:
@@ -838,15 +842,15 @@ class EmotionStream:
             return
         if any(isinstance(j, _Job) and j.p is None for j in self._pending):
             _run_model([self])
-        self.speaker.add_sums(self._heard, self._heard_n)
-        self._shift = self.speaker.shift if self.speaker.speech_frames else None
-        self._restart_cnn(self._cnn.end)  # cached steps were computed with the old shift
+        self.speaker.add_sums(self._heard, self._heard_n, self._heard_sq)
+        self._adapting = self.speaker.speech_frames > 0
+        self._restart_cnn(self._cnn.end)  # cached steps were computed with the old adjustment
         self._unheard = False
 
     def _model_window(self, begin: int, stop: int) -> np.ndarray:
-        """Frames ``[begin, stop)`` as the model reads them (with the speaker shift)."""
+        """Frames ``[begin, stop)`` as the model reads them (adjusted for the speaker)."""
         frames = self._frames.window(begin, stop)
-        return frames if self._shift is None else frames + self._shift
+        return self.speaker.apply(frames) if self._adapting else frames
 
     # ------------------------------------------------------------------ model work
 

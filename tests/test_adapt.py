@@ -21,9 +21,10 @@ SR = 16000
 CLIPS = ["Actor_01/03-01-05-02-01-01-01.flac", "Actor_01/03-01-04-01-02-01-01.flac"]
 
 
-def adaptation(n_bins=128, seed=0, prior=300.0):
+def adaptation(n_bins=128, seed=0, prior=300.0, scale=False):
     rng = np.random.default_rng(seed)
-    return SpeakerAdaptation(-40.0 + 5.0 * rng.standard_normal(n_bins), prior)
+    mean = -40.0 + 5.0 * rng.standard_normal(n_bins)
+    return SpeakerAdaptation(mean, prior, 12.0 + rng.random(n_bins) * 6 if scale else None)
 
 
 # ------------------------------------------------------------------- the estimate
@@ -89,6 +90,26 @@ def test_affine_maps_a_long_history_onto_the_population_mean_and_spread():
     flat = np.tile(mean, (1000, 1))
     gain, _ = a.affine(flat.sum(axis=0), np.square(flat).sum(axis=0), len(flat))
     assert (gain <= MAX_GAIN).all() and (gain >= 1 / MAX_GAIN).all() and gain.max() == MAX_GAIN
+
+
+def test_a_scaling_speaker_state_applies_the_gain_and_offset_of_what_it_heard():
+    a = adaptation(n_bins=4, prior=100.0, scale=True)
+    state = a.new_speaker()
+    x = np.arange(8, dtype=np.float32).reshape(2, 4) - 50
+    assert state.gain is None and np.array_equal(state.apply(x), x)
+    rng = np.random.default_rng(0)
+    heard = a.population_mean + 3.0 * rng.standard_normal((500, 4))
+    state.add(heard[:200])
+    state.add_sums(heard[200:].sum(axis=0), 300, np.square(heard[200:]).sum(axis=0))
+    gain, offset = a.affine(heard.sum(axis=0), np.square(heard).sum(axis=0), 500)
+    np.testing.assert_allclose(state.gain, gain, rtol=1e-6)
+    np.testing.assert_allclose(state.apply(x), x * gain + offset, rtol=1e-6)
+    assert (state.gain > 1).all()  # a narrower spread than the population's is widened
+    with pytest.raises(ValueError, match="sum of squares"):
+        state.add_sums(heard.sum(axis=0), 500)
+    assert state.speech_frames == 500
+    state.reset()
+    assert state.gain is None and state.speech_frames == 0
 
 
 def test_population_std_round_trips_and_is_checked():
@@ -213,13 +234,15 @@ def test_speech_stats_sum_the_speech_frames_of_each_utterance():
 # ------------------------------------------------------------------- the runtime
 
 
-@pytest.fixture(scope="module")
-def adapted(tmp_path_factory):
-    """A random-weight CRNN whose metadata carries adaptation constants (TorchScript)."""
+@pytest.fixture(scope="module", params=["shift", "scale"])
+def adapted(tmp_path_factory, request):
+    """A random-weight CRNN whose metadata carries adaptation constants (TorchScript): a
+    shifting one, and one that also scales."""
     path = tmp_path_factory.mktemp("adapt") / "m.pt"
+    constants = adaptation(seed=2, prior=100.0, scale=request.param == "scale")
     save_model(path, random_crnn(seed=5), ModelMetadata(
         labels=LABELS, feature_config=FeatureConfig(),
-        speaker_adaptation=adaptation(seed=2, prior=100.0).to_dict()))
+        speaker_adaptation=constants.to_dict()))
     return Recognizer.load(path)
 
 
@@ -253,10 +276,11 @@ def test_predict_with_a_speaker_adapts_by_the_earlier_utterances(adapted, clips)
     expected = adapted.adaptation.new_speaker()
     expected.add(frames[mask])
     np.testing.assert_array_equal(speaker.shift, expected.shift)
+    assert (speaker.gain is None) == (adapted.adaptation.population_std is None)
     second = adapted.predict(clips[1], SR, speaker=speaker)
     frames2 = extract_features(clips[1], FeatureConfig(center=False))
     span, m = speech_span(frames2, VadConfig(), 100.0), round(SPEECH_MARGIN_S * 100)
-    p = adapted._posteriors(frames2[max(0, span.start - m) : span.stop + m] + expected.shift)
+    p = adapted._posteriors(expected.apply(frames2[max(0, span.start - m) : span.stop + m]))
     np.testing.assert_allclose([second.probabilities[k] for k in LABELS], p, atol=1e-6)
     alone = adapted.predict(clips[1], SR)
     assert max(abs(alone.probabilities[k] - second.probabilities[k]) for k in LABELS) > 1e-4
@@ -288,21 +312,21 @@ def test_stream_adapts_between_utterances_never_within_one(adapted, clips, chunk
     first_only = adapted.create_stream()
     first_only.accept_waveform(np.concatenate([gap, clips[0], gap]))
     first_only.flush()
-    shift = first_only.speaker.shift
-    assert np.abs(shift).max() > 0.1
+    assert np.abs(first_only.speaker.shift).max() > 0.1
     cfg = FeatureConfig(center=False)
     frames = extract_features(audio, cfg)
     begin = round(utts[1].start * SR / cfg.hop_length)
     stop = round((utts[1].end * SR - cfg.n_fft) / cfg.hop_length) + 1
-    p = adapted._posteriors(frames[begin:stop] + shift)
+    p = adapted._posteriors(first_only.speaker.apply(frames[begin:stop]))
     np.testing.assert_allclose([utts[1].probabilities[k] for k in LABELS], p, atol=1e-5)
     assert max(abs(utts[1].probabilities[k] - ref_utts[1].probabilities[k])
                for k in LABELS) > 1e-4
     # the history is exactly the VAD's speech frames, as predict() counts them
     mask = speech_mask(frames, VadConfig(), cfg.frame_rate)
     assert stream.speaker.speech_frames == mask.sum()
-    np.testing.assert_allclose(stream.speaker._sum, frames[mask].sum(axis=0, dtype=np.float64),
-                               rtol=1e-9)
+    speech = frames[mask].astype(np.float64)
+    np.testing.assert_allclose(stream.speaker._sum, speech.sum(axis=0), rtol=1e-9)
+    np.testing.assert_allclose(stream.speaker._sumsq, np.square(speech).sum(axis=0), rtol=1e-9)
     stream.reset()
     assert stream.speaker.speech_frames == 0
 
