@@ -68,6 +68,8 @@ RESUME_KEYS = (
     "aug_time_mask_frames",
     "aug_freq_masks",
     "aug_freq_mask_bins",
+    "aug_speed",
+    "aug_noise_snr_db",
     "speaker_adapt",
     "speaker_adapt_prior_s",
     "speaker_adapt_max_history",

@@ -20,6 +20,7 @@ sets one FeatureConfig option. An unknown key is an error that names it.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -218,6 +219,10 @@ class TrainConfig:
     """SpecAugment frequency masks per utterance (0: off)."""
     aug_freq_mask_bins: int = 16
     """Maximum width of a frequency mask, in bins."""
+    aug_speed: float = 0.0
+    """Random speed change by a factor in 1 +- this, time and frequency together (0: off)."""
+    aug_noise_snr_db: list[float] = field(default_factory=list)
+    """[low, high]: coloured noise added at an SNR uniform in this range, in dB (empty: off)."""
 
     # --- online speaker adaptation (pyser.adapt; pyser.training.speaker_adapt)
     speaker_adapt: bool = False
@@ -305,6 +310,14 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.aug_freq_warp < 0.5:
             raise ConfigError(f"aug_freq_warp must be in [0, 0.5), got {self.aug_freq_warp}")
+        if not 0 <= self.aug_speed < 0.5:
+            raise ConfigError(f"aug_speed must be in [0, 0.5), got {self.aug_speed}")
+        snr = self.aug_noise_snr_db
+        if snr and not (len(snr) == 2 and all(math.isfinite(v) for v in snr)
+                        and snr[0] <= snr[1]):
+            raise ConfigError(
+                f"aug_noise_snr_db must be empty or [low, high] dB with low <= high, got {snr}"
+            )
         if self.speaker_adapt_prior_s <= 0:
             raise ConfigError(
                 f"speaker_adapt_prior_s must be > 0, got {self.speaker_adapt_prior_s}"

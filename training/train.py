@@ -215,6 +215,8 @@ def make_augment(cfg: TrainConfig, model: CRNN, seed: int) -> Augment | None:
         time_mask_frames=cfg.aug_time_mask_frames,
         freq_masks=cfg.aug_freq_masks,
         freq_mask_bins=cfg.aug_freq_mask_bins,
+        speed=cfg.aug_speed,
+        noise_snr_db=tuple(cfg.aug_noise_snr_db),
     )
     return augment if augment.active else None
 
@@ -244,14 +246,14 @@ def train_step(
     alpha: float,
     rt: Runtime,
     autocast: torch.dtype | None = None,
-    augment: Callable[[Tensor, Tensor], Tensor] | None = None,
+    augment: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
     label_smoothing: float = 0.0,
     shifts: np.ndarray | None = None,
 ) -> list[float]:
     """One optimiser step on this rank's share of ``batch``; returns the batch's
     (loss, ce, center) averaged over the ranks. ``autocast``: the forward pass's reduced
     precision (None: float32); the losses are computed in float32 either way. ``augment``:
-    ``(x, lengths) -> x`` applied to the collated frames (see pyser.training.augment).
+    ``(x, lengths) -> (x, lengths)`` applied to the collated frames (see pyser.training.augment).
     ``shifts``: each example's speaker adaptation (see
     pyser.training.speaker_adapt.adapt_batch), applied first, or None."""
     device = rt.device
@@ -261,7 +263,7 @@ def train_step(
     if shifts is not None:
         x = adapt_batch(x, shifts[rt.rank :: rt.world_size])
     if augment is not None:
-        x = augment(x, lengths)
+        x, lengths = augment(x, lengths)
     x, lengths = x.to(device, non_blocking=True), lengths.to(device, non_blocking=True)
     y = y_all[torch.from_numpy(shard)].to(device)
     weight_sum = None
