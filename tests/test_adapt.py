@@ -214,17 +214,17 @@ def test_speech_stats_sum_the_speech_frames_of_each_utterance():
     loud = (np.linspace(0.0, -60.0, 8) + rng.normal(0.0, 3.0, (300, 8))).astype(np.float32)
     quiet = rng.normal(-70.0, 1.0, (100, 8)).astype(np.float32)
 
-    class Store:
-        items = [np.concatenate([quiet, loud, quiet]), np.concatenate([quiet, loud[:150]])]
+    items = [np.concatenate([quiet, loud, quiet]), np.concatenate([quiet, loud[:150]])]
 
+    class Store:
         def __len__(self):
-            return len(self.items)
+            return len(items)
 
         def get(self, i):
-            return self.items[i]
+            return items[i]
 
     stats = speech_stats(Store(), 100.0)
-    for i, x in enumerate(Store.items):
+    for i, x in enumerate(items):
         speech = x[speech_mask(x, VadConfig(), 100.0)].astype(np.float64)
         assert stats.counts[i] == len(speech) > 0
         np.testing.assert_allclose(stats.sums[i], speech.sum(axis=0))

@@ -115,7 +115,7 @@ def _resample_time(x: Tensor, lengths: Tensor, rate: Tensor) -> tuple[Tensor, Te
     """Each row played ``rate[i]`` times as fast: frame j takes the value at frame
     ``j * rate[i]`` (linear interpolation within the row's valid frames); new lengths
     ``floor(length / rate)``, at least 1 and at most T."""
-    b, t, _ = x.shape
+    t = x.size(1)
     n = lengths.cpu().to(torch.float32)
     new = torch.clamp(torch.floor(n / rate), 1, t).long()
     src = torch.arange(t, dtype=torch.float32)[None, :] * rate[:, None]
