@@ -1111,3 +1111,50 @@ def test_scaling_speaker_adaptation_trains_and_ships_the_population_spread(tmp_p
     with pytest.raises(RuntimeError, match="speaker_adapt_scale"):
         run(tiny_config(corpus, out, **{**cfg, "speaker_adapt_scale": False}), resume=True)
 
+
+
+def test_weight_average_is_the_mean_of_the_states_it_was_given():
+    from pyser.training.train import WeightAverage
+
+    net = torch.nn.Linear(3, 2)
+    states = []
+    avg = WeightAverage()
+    for k in range(3):
+        with torch.no_grad():
+            net.weight.fill_(float(k))
+            net.bias.copy_(torch.tensor([k, 2.0 * k]))
+        states.append({n: v.clone() for n, v in net.state_dict().items()})
+        avg.update(net)
+    assert avg.count == 3
+    again = WeightAverage()
+    again.load_state_dict(avg.state_dict(), torch.device("cpu"))
+    again.copy_to(net)
+    for name, value in net.state_dict().items():
+        torch.testing.assert_close(value, torch.stack([s[name] for s in states]).mean(0))
+
+
+def test_weight_averaging_ends_the_run_with_the_mean_and_resumes_exactly(tmp_path):
+    from pyser.training.train import run
+
+    corpus = make_corpus(tmp_path / "corpus", n_per=4)
+    base = {"steps": 16, "eval_every": 8, "best_after_step": 0, "save_embeddings": False}
+
+    def final_state(result):
+        return torch.load(Path(result["dir"]) / "folds" / "r0_f0" / "final_state.pt")
+
+    plain = final_state(run(tiny_config(corpus, tmp_path / "plain", **base)))
+    # averaging the last step alone is the last step
+    last = final_state(run(tiny_config(corpus, tmp_path / "last", average_from_step=16, **base)))
+    assert all(torch.equal(plain[k], last[k]) for k in plain)
+    cfg = {**base, "average_from_step": 6, "checkpoint_every": 4}
+    full = run(tiny_config(corpus, tmp_path / "avg", **cfg))
+    averaged = final_state(full)
+    assert any(not torch.equal(plain[k], averaged[k]) for k in plain)
+    assert 0 <= full["folds"][0]["test_last"]["ua"] <= 1
+    out = tmp_path / "resumed"
+    assert run(tiny_config(corpus, out, stop_at_step=10, **cfg))["status"] == "stopped"
+    resumed = final_state(run(tiny_config(corpus, out, **cfg), resume=True))
+    for k in averaged:
+        assert torch.equal(averaged[k], resumed[k]), k
+    with pytest.raises(ConfigError, match="average_from_step"):
+        tiny_config(corpus, out, steps=10, average_from_step=11)

@@ -75,6 +75,7 @@ RESUME_KEYS = (
     "speaker_adapt_max_history",
     "speaker_adapt_p_none",
     "speaker_adapt_scale",
+    "average_from_step",
     "eval_every",
     "best_after_step",
     "seed",
@@ -159,8 +160,10 @@ def save_checkpoint(
     window: dict,
     cfg: TrainConfig,
     fold: Any,
+    average: dict | None = None,
 ) -> None:
-    """Write the fold's checkpoint after ``step`` steps (atomically)."""
+    """Write the fold's checkpoint after ``step`` steps (atomically); ``average``: the
+    weight average's state, when one is kept."""
     torch_save(
         {
             "format": CHECKPOINT_FORMAT,
@@ -176,6 +179,7 @@ def save_checkpoint(
             "split_digest": split_digest(fold),
             "repeat": int(fold.repeat),
             "fold": int(fold.fold),
+            "average": average,
         },
         path,
     )

@@ -201,6 +201,10 @@ class TrainConfig:
     """Center update rate."""
     warmup_steps: int = 20
     """Steps with lambda = 0 and alpha = 1 before the configured values apply."""
+    average_from_step: int = 0
+    """From this step on, keep the running mean of the weights after every step and end
+    the run with it (stochastic weight averaging; the last-step results and a split "all"
+    model are then the mean). 0: off."""
     label_smoothing: float = 0.0
     """Label smoothing of the cross-entropy (0: off)."""
     class_weighted: bool = True
@@ -310,6 +314,11 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.aug_freq_warp < 0.5:
             raise ConfigError(f"aug_freq_warp must be in [0, 0.5), got {self.aug_freq_warp}")
+        if not 0 <= self.average_from_step <= self.steps:
+            raise ConfigError(
+                f"average_from_step must be in [0, steps = {self.steps}], "
+                f"got {self.average_from_step}"
+            )
         if not 0 <= self.aug_speed < 0.5:
             raise ConfigError(f"aug_speed must be in [0, 0.5), got {self.aug_speed}")
         snr = self.aug_noise_snr_db

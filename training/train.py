@@ -137,6 +137,39 @@ class Progress:
         return rec
 
 
+class WeightAverage:
+    """The running mean of a model's weights over the steps it is updated after (stochastic
+    weight averaging, Izmailov et al., 2018): the constant learning rate leaves the weights
+    wandering around a wide region, and their mean sits nearer its centre than any one step.
+    The model has no batch statistics, so the mean is usable as it is."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.state: dict[str, Tensor] = {}
+
+    def update(self, model: nn.Module) -> None:
+        """Add the model's current weights to the mean."""
+        self.count += 1
+        for k, v in model.state_dict().items():
+            v = v.detach().float()
+            if k not in self.state:
+                self.state[k] = v.clone()
+            else:
+                self.state[k] += (v - self.state[k]) / self.count
+
+    def copy_to(self, model: nn.Module) -> None:
+        """Load the mean into ``model`` (in its own dtypes)."""
+        current = model.state_dict()
+        model.load_state_dict({k: v.to(current[k].dtype) for k, v in self.state.items()})
+
+    def state_dict(self) -> dict:
+        return {"count": self.count, "state": {k: v.cpu() for k, v in self.state.items()}}
+
+    def load_state_dict(self, d: dict, device: torch.device) -> None:
+        self.count = int(d["count"])
+        self.state = {k: v.to(device) for k, v in d["state"].items()}
+
+
 class _WithEmbedding(nn.Module):
     """forward -> (logits, z), so DistributedDataParallel sees the call it must hook."""
 
@@ -467,9 +500,12 @@ def train_fold(
         raise ValueError(f"batch of {sampler.batch_size} cannot be shared by {rt.world_size} ranks")
 
     progress = Progress()
+    average = WeightAverage()
     if resume and ckpt_path.is_file():
         ckpt = load_resumable(ckpt_path, cfg, fold)
         model.load_state_dict(ckpt["model"])
+        if ckpt.get("average"):
+            average.load_state_dict(ckpt["average"], device)
         optimizer.load_state_dict(ckpt["optimizer"])
         centers.load_state_dict(ckpt["centers"])
         progress = Progress(int(ckpt["step"]), ckpt["best"], ckpt["history"], ckpt["window"])
@@ -484,7 +520,8 @@ def train_fold(
         if rt.is_main:
             save_checkpoint(ckpt_path, model=model, optimizer=optimizer, centers=centers,
                             sampler=sampler, step=progress.step, best=progress.best,
-                            history=progress.history, window=progress.window, cfg=cfg, fold=fold)
+                            history=progress.history, window=progress.window, cfg=cfg, fold=fold,
+                            average=average.state_dict() if average.count else None)
         rt.barrier()
 
     # ---- the training loop
@@ -505,6 +542,8 @@ def train_fold(
                                 autocast, step_augment, cfg.label_smoothing, shifts))
         progress.step += 1
         step = progress.step
+        if cfg.average_from_step and step >= cfg.average_from_step:
+            average.update(model)
 
         if cfg.log_every and (step % cfg.log_every == 0 or step == cfg.steps):
             steps_per_s = progress.window["n"] / max(time.perf_counter() - t0, 1e-9)
@@ -529,7 +568,10 @@ def train_fold(
             raise TrainingStopped(step)
     bar.close()
 
-    # ---- test the best-dev weights (and the last ones: what a split "all" model keeps)
+    # ---- test the best-dev weights (and the last ones: what a split "all" model keeps;
+    # with averaging, the mean weights are the last ones)
+    if average.count:
+        average.copy_to(model)
     final_state = cpu_state(model)
     last = None if final else score_last(model, cfg, data, parts, device)
     if progress.best["state"] is not None:
