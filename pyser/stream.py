@@ -635,8 +635,11 @@ class EmotionStream:
         )
         self._adapting = False  # whether the model's frames go through the speaker's adjustment
         self._heard = np.zeros(cfg.n_bins)  # the open segment's per-bin frame sum, sum of
-        self._heard_sq = np.zeros(cfg.n_bins)  # squares, count, and whether a closed one waits
-        self._heard_n = 0                   # to be added
+        # squares (only a scaling adaptation needs them), count, and whether a closed one
+        # waits to be added
+        scales = self.speaker is not None and self.speaker.adaptation.population_std is not None
+        self._heard_sq: np.ndarray | None = np.zeros(cfg.n_bins) if scales else None
+        self._heard_n = 0
         self._unheard = False
 
     # ------------------------------------------------------------------ public
@@ -822,17 +825,19 @@ class EmotionStream:
     # ------------------------------------------------------------------ adaptation
 
     def _hear(self, frames: np.ndarray, sign: int) -> None:
-        frames = frames.astype(np.float64)
-        self._heard += sign * frames.sum(axis=0)
-        self._heard_sq += sign * np.square(frames).sum(axis=0)
+        self._heard += sign * frames.sum(axis=0, dtype=np.float64)
+        if self._heard_sq is not None:
+            self._heard_sq += sign * np.square(frames, dtype=np.float64).sum(axis=0)
         self._heard_n += sign * len(frames)
 
     def _adapt(self, onset: int) -> None:
         """At a segment's start: the last segment joins the speaker history; count this one's
         speech from its VAD onset (not from the earlier grid start the model reads)."""
         self._commit_heard()
-        speech = self._frames.window(onset, self._frames.end).astype(np.float64)
-        self._heard, self._heard_sq = speech.sum(axis=0), np.square(speech).sum(axis=0)
+        speech = self._frames.window(onset, self._frames.end)
+        self._heard = speech.sum(axis=0, dtype=np.float64)
+        if self._heard_sq is not None:
+            self._heard_sq = np.square(speech, dtype=np.float64).sum(axis=0)
         self._heard_n = self._frames.end - onset
 
     def _commit_heard(self) -> None:
