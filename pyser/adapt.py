@@ -163,7 +163,9 @@ class SpeakerState:
             )
         if not np.isfinite(frames).all():
             raise ValueError("SpeakerState.add: frames hold NaN or inf")
-        self.add_sums(frames.sum(axis=0), len(frames), np.square(frames).sum(axis=0))
+        scales = self.adaptation.population_std is not None  # only then are squares needed
+        self.add_sums(frames.sum(axis=0), len(frames),
+                      np.square(frames).sum(axis=0) if scales else None)
 
     def add_sums(self, speech_sum: np.ndarray, speech_frames: int,
                  speech_sumsq: np.ndarray | None = None) -> None:
