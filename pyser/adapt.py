@@ -15,6 +15,22 @@ unchanged and the model behaves as without adaptation. The estimate changes only
 utterances (never inside one), so streaming stays exact and an utterance never normalises
 itself. Training draws the same estimate from random sets of other utterances of the same
 speaker (pyser.training.speaker_adapt), none included as often as several.
+
+A model may also normalise its outputs per speaker (``logit_mean`` set). The features'
+mean removes the voice and the channel; the speaker's mean *output* removes what is left of
+the speaker in the model's own utterance description (a voice the model hears as a little
+sad whatever it says). The classical systems do this by z-scoring their utterance
+functionals per speaker. With FC2 affine, centring the embedding z is centring the logits:
+
+    offset = (sum of the heard utterances' logits - n_heard * logit_mean)
+             / (n_heard + logit_prior)
+    scored logits = logits - offset
+
+``logit_mean`` is the model's mean logit vector over its training utterances (as served)
+and ``logit_prior`` a pseudo-count in utterances: with nothing heard the logits are
+unchanged, and a speaker's mean output moves onto the population's as it talks. It needs no
+training (the model is unchanged); it assumes a speaker's utterances are not all of one
+emotion, as the features' mean does, but more strongly (docs/MODEL_CARD.md).
 """
 
 from __future__ import annotations
@@ -44,6 +60,12 @@ class SpeakerAdaptation:
     population_std: np.ndarray | None = None
     """(n_bins,) dB, the per-bin standard deviation of the training data's speech frames;
     set, the adaptation also scales each bin to it (see :meth:`affine`)."""
+    logit_mean: np.ndarray | None = None
+    """(n_classes,) the model's mean logits over its training utterances, each scored as
+    served (speech span with its margin, in its speaker's stream); set, a speaker's outputs
+    are normalised too (see :meth:`logit_offset`)."""
+    logit_prior: float = 2.0
+    """Pseudo-count of ``logit_mean`` in a speaker's mean output (utterances)."""
 
     def __post_init__(self) -> None:
         mean = np.asarray(self.population_mean, dtype=np.float64).reshape(-1)
@@ -60,6 +82,15 @@ class SpeakerAdaptation:
                 raise ValueError("speaker_adaptation: population_std must be finite, > 0 "
                                  f"and have {mean.size} bins")
             object.__setattr__(self, "population_std", std)
+        if self.logit_mean is not None:
+            logits = np.asarray(self.logit_mean, dtype=np.float64).reshape(-1)
+            if logits.size == 0 or not np.isfinite(logits).all():
+                raise ValueError("speaker_adaptation: logit_mean must be finite, non-empty")
+            object.__setattr__(self, "logit_mean", logits)
+        if not (np.isfinite(self.logit_prior) and self.logit_prior > 0):
+            raise ValueError(
+                f"speaker_adaptation: logit_prior must be > 0, got {self.logit_prior!r}"
+            )
 
     @property
     def n_bins(self) -> int:
@@ -70,15 +101,20 @@ class SpeakerAdaptation:
                                "prior_frames": float(self.prior_frames)}
         if self.population_std is not None:
             out["population_std"] = [float(v) for v in self.population_std]
+        if self.logit_mean is not None:
+            out["logit_mean"] = [float(v) for v in self.logit_mean]
+            out["logit_prior"] = float(self.logit_prior)
         return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SpeakerAdaptation:
         try:
-            std = d.get("population_std")
+            std, logits = d.get("population_std"), d.get("logit_mean")
             return cls(np.asarray(d["population_mean"], dtype=np.float64),
                        float(d["prior_frames"]),
-                       None if std is None else np.asarray(std, dtype=np.float64))
+                       None if std is None else np.asarray(std, dtype=np.float64),
+                       None if logits is None else np.asarray(logits, dtype=np.float64),
+                       float(d.get("logit_prior", 2.0)))
         except (KeyError, TypeError) as exc:
             raise ValueError(f"speaker_adaptation metadata is malformed: {exc}") from exc
 
@@ -105,6 +141,13 @@ class SpeakerAdaptation:
         gain = np.clip(self.population_std / std, 1 / MAX_GAIN, MAX_GAIN)
         return np.stack([gain, mu_pop - mu * gain]).astype(np.float32)
 
+    def logit_offset(self, logit_sum: np.ndarray, utterances: int) -> np.ndarray:
+        """(n_classes,) float64 subtracted from the logits, for heard utterances whose logits
+        sum to ``logit_sum`` (n_classes,) (zeros when ``logit_mean`` is None)."""
+        if self.logit_mean is None:
+            return np.zeros_like(np.asarray(logit_sum, dtype=np.float64))
+        return (logit_sum - utterances * self.logit_mean) / (utterances + self.logit_prior)
+
     def new_speaker(self) -> SpeakerState:
         return SpeakerState(self)
 
@@ -121,13 +164,16 @@ class SpeakerState:
         self.reset()
 
     def reset(self) -> None:
-        """Forget the speaker: the frames are read as they are again."""
+        """Forget the speaker: frames and outputs are read as they are again."""
         n_bins = self.adaptation.n_bins
         self._sum = np.zeros(n_bins, dtype=np.float64)
         self._sumsq = np.zeros(n_bins, dtype=np.float64)
         self._count = 0
         self._gain: np.ndarray | None = None
         self._shift = np.zeros(n_bins, dtype=np.float32)
+        self._logit_sum: np.ndarray | None = None
+        self._utterances = 0
+        self._logit_offset: np.ndarray | None = None
 
     @property
     def speech_frames(self) -> int:
@@ -145,6 +191,36 @@ class SpeakerState:
         """(n_bins,) float32 the frames of the next utterance are multiplied by first (None:
         a shift-only adaptation, or nothing heard yet)."""
         return self._gain
+
+    @property
+    def utterances(self) -> int:
+        """Utterances whose outputs were heard (:meth:`add_logits`)."""
+        return self._utterances
+
+    @property
+    def logit_offset(self) -> np.ndarray | None:
+        """(n_classes,) float64 subtracted from the next utterance's logits (None: the model
+        does not normalise its outputs, or nothing heard yet)."""
+        return self._logit_offset
+
+    def score(self, logits: np.ndarray) -> np.ndarray:
+        """Logits (..., n_classes) as this speaker's normalised outputs (float64)."""
+        logits = np.asarray(logits, dtype=np.float64)
+        return logits if self._logit_offset is None else logits - self._logit_offset
+
+    def add_logits(self, logits: np.ndarray) -> None:
+        """Hear one utterance's logits (n_classes,) as the model gave them (not
+        :meth:`score`'s), after the utterance; nothing for a model without ``logit_mean``."""
+        mean = self.adaptation.logit_mean
+        if mean is None:
+            return
+        logits = np.asarray(logits, dtype=np.float64).reshape(-1)
+        if logits.shape != mean.shape or not np.isfinite(logits).all():
+            raise ValueError(f"SpeakerState.add_logits: logits must be {mean.size} finite "
+                             f"values, got shape {logits.shape}")
+        self._logit_sum = logits if self._logit_sum is None else self._logit_sum + logits
+        self._utterances += 1
+        self._logit_offset = self.adaptation.logit_offset(self._logit_sum, self._utterances)
 
     def apply(self, frames: np.ndarray) -> np.ndarray:
         """Frames (n, n_bins) dB as the adapted model reads them (a new float32 array)."""

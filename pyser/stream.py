@@ -226,6 +226,10 @@ class Recognizer:
             self.adaptation: SpeakerAdaptation | None = self.metadata.adaptation()
         except ValueError as exc:
             raise ModelFileError(f"the model's speaker_adaptation is invalid: {exc}") from None
+        logit_mean = None if self.adaptation is None else self.adaptation.logit_mean
+        if logit_mean is not None and logit_mean.size != len(self.labels):
+            raise ModelFileError(f"the model's speaker_adaptation has {logit_mean.size} "
+                                 f"logit_mean values for {len(self.labels)} labels")
 
     @classmethod
     def load(
@@ -273,12 +277,12 @@ class Recognizer:
             )
         return self.adaptation.new_speaker()
 
-    def _posteriors(self, frames: np.ndarray) -> np.ndarray:
-        """Posteriors (n_classes,) of one utterance's frames (T, n_bins) by a full pass."""
+    def _logits(self, frames: np.ndarray) -> np.ndarray:
+        """Logits (n_classes,) float64 of one utterance's frames (T, n_bins), a full pass."""
         x = np.ascontiguousarray(frames[None], dtype=np.float32)
         h, h_lengths = self.backend.cnn(x, np.array([frames.shape[0]], dtype=np.int64))
         logits, _ = self.backend.head(h, h_lengths)
-        return _softmax(logits[0].astype(np.float64))
+        return logits[0].astype(np.float64)
 
     def predict(
         self,
@@ -321,10 +325,16 @@ class Recognizer:
         # the speech with SPEECH_MARGIN_S around it, as streams read it
         span = None if mask is None else mask_span(mask, round(SPEECH_MARGIN_S * cfg.frame_rate))
         scored = frames if span is None else frames[span]
-        p = self._posteriors(scored if speaker is None else speaker.apply(scored))
+        if speaker is None:
+            p = _softmax(self._logits(scored))
+        else:
+            logits = self._logits(speaker.apply(scored))
+            p = _softmax(speaker.score(logits))
         speech = None if mask is None else float(mask.sum()) / cfg.frame_rate
         if speaker is not None:
             speaker.add(frames if mask is None else frames[mask])
+            if speech != 0.0:  # silence says nothing about the speaker
+                speaker.add_logits(logits)
         label = None if speech == 0.0 else self.labels[int(np.argmax(p))]
         return Prediction(label, _probabilities(self.labels, p), len(x) / cfg.sample_rate,
                           len(frames) / cfg.frame_rate if speech is None else speech)
@@ -463,7 +473,7 @@ class _Segment:
 
 @dataclass
 class _Job:
-    """An event waiting for the model: posteriors of frames ``[begin, stop)``.
+    """An event waiting for the model: logits of frames ``[begin, stop)``.
 
     ``full``: score by one padded pass over the frames (segments shorter than the CNN's
     receptive field, or a stream without the CNN cache); otherwise from cached CNN steps
@@ -474,7 +484,7 @@ class _Job:
     begin: int
     stop: int
     full: bool
-    p: np.ndarray | None = field(default=None)
+    logits: np.ndarray | None = field(default=None)  # (n_classes,) float64, as the model gave
 
     @property
     def steps(self) -> tuple[int, int]:
@@ -516,15 +526,15 @@ def _run_model(streams: list[EmotionStream]) -> None:
             for (s, (a, b)), rows in zip(part, h):
                 s._cnn.append(rows[: b - a])
     jobs = [(s, j) for s in streams for j in s._pending
-            if isinstance(j, _Job) and j.p is None and not j.full]
+            if isinstance(j, _Job) and j.logits is None and not j.full]
     for part in _batches(jobs):
         logits, _ = backend.head(*_pad([s._cnn.window(*j.steps) for s, j in part]))
         for (_, j), row in zip(part, logits):
-            j.p = _softmax(row.astype(np.float64))
+            j.logits = row.astype(np.float64)
     for s in streams:
         for j in s._pending:
-            if isinstance(j, _Job) and j.p is None:
-                j.p = s.recognizer._posteriors(s._model_window(j.begin, j.stop))
+            if isinstance(j, _Job) and j.logits is None:
+                j.logits = s.recognizer._logits(s._model_window(j.begin, j.stop))
 
 
 def _batches(items: list) -> list[list]:
@@ -845,7 +855,7 @@ class EmotionStream:
         it never adapts itself); later CNN steps are computed with the new shift."""
         if not self._unheard:
             return
-        if any(isinstance(j, _Job) and j.p is None for j in self._pending):
+        if any(isinstance(j, _Job) and j.logits is None for j in self._pending):
             _run_model([self])
         self.speaker.add_sums(self._heard, self._heard_n, self._heard_sq)
         self._adapting = self.speaker.speech_frames > 0
@@ -863,7 +873,7 @@ class EmotionStream:
         """The oldest frame that pending jobs still read (inf when none)."""
         oldest = math.inf
         for j in self._pending:
-            if isinstance(j, _Job) and j.p is None:
+            if isinstance(j, _Job) and j.logits is None:
                 if j.full:
                     oldest = min(oldest, j.begin)
                 else:
@@ -882,7 +892,7 @@ class EmotionStream:
     def _cnn_span(self) -> tuple[int, int] | None:
         """CNN steps ``[a, b)`` that pending jobs need and the cache lacks (None: none)."""
         steps = [j.steps for j in self._pending
-                 if isinstance(j, _Job) and j.p is None and not j.full]
+                 if isinstance(j, _Job) and j.logits is None and not j.full]
         if not steps:
             return None
         first, last = min(a for a, _ in steps), max(b for _, b in steps)
@@ -896,7 +906,7 @@ class EmotionStream:
         events: list[Event] = []
         for item in self._pending:
             if isinstance(item, _Job):
-                p = item.p
+                p = self._posteriors(item)
                 if item.kind is Partial and self.smoothing_s > 0:
                     if self._smoothed is not None:
                         a = math.exp(-self.hop_s / self.smoothing_s)
@@ -912,6 +922,16 @@ class EmotionStream:
             for event in events:
                 self._on_event(event)
         return events
+
+    def _posteriors(self, job: _Job) -> np.ndarray:
+        """A scored job's posteriors, normalised by the speaker's outputs so far; an
+        utterance's result then joins those outputs (its partials never do)."""
+        if self.speaker is None:
+            return _softmax(job.logits)
+        p = _softmax(self.speaker.score(job.logits))
+        if job.kind is Utterance:
+            self.speaker.add_logits(job.logits)
+        return p
 
     def _time(self, frame: int) -> float:
         return frame * self.config.hop_length / self.config.sample_rate

@@ -9,6 +9,11 @@ test utterance, each alone and (with speaker adaptation) in its speaker's stream
 
     python scripts/score_spans.py ablation_adapt_seeds --variant adapt [--set KEY=VALUE ...]
 
+With speaker adaptation each view is scored three ways: ``alone``, ``streamed`` (feature
+adaptation by the speaker's earlier utterances) and ``streamed+out`` (also output
+normalisation, as the model file of a run with ``speaker_adapt_logit_prior`` > 0 serves it:
+the logit mean comes from the fold's training utterances, as served, by the scored weights).
+
 ``--part dev`` scores the dev speakers instead (to choose between views without looking
 at test speakers). Prints one line per fold run and a table of mean ± std UA; nothing is rewritten. Scoring
 test crops, it stops unless its score of a fold equals the run's stored last-step UA.
@@ -17,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -29,26 +33,10 @@ from pyser.training.data import prepare_data
 from pyser.training.metrics import logits_report
 from pyser.training.predict import predict
 from pyser.training.runtime import setup_runtime, torch_settings
-from pyser.training.store import FeatureStore, speech_trim
-from pyser.training.train import FoldParts, fold_dir, fold_seed, new_model, speaker_history
-
-
-def view_store(data, view: str) -> tuple[FeatureStore, bool]:
-    """A store of the run's utterances giving ``view`` of each, and the ``crop`` flag to
-    read it with (the same utterances in the same order: the folds index it)."""
-    s = data.store
-    if view == "crop":
-        return s, True
-    trim = None
-    if view.startswith("speech"):
-        margin = float(view.partition("+")[2] or 0.0)
-        trim = partial(speech_trim, frame_rate=data.feature_config.frame_rate, margin_s=margin)
-    elif view != "whole":
-        raise SystemExit(f"unknown view {view!r}: crop, whole, speech or speech+SECONDS")
-    store = FeatureStore(s.utts, s.cache, s.max_frames, True, False, True, trim)
-    if len(store) != len(s):
-        raise SystemExit("the run's utterances could not all be read again")
-    return store, False
+from pyser.training.store import view_store
+from pyser.training.speaker_adapt import normalize_logits
+from pyser.training.train import (FoldParts, fold_dir, fold_seed, new_model, speaker_history,
+                                  with_logit_mean)
 
 
 def _mean_std(values: list[float]) -> dict:
@@ -94,17 +82,26 @@ def main() -> int:
                          "crops: this script checks itself against crop scores")
     rt = setup_runtime("cpu")
     data = prepare_data(cfg, rt)
-    stores = {v: view_store(data, v) for v in args.views.split(",")}
+    try:
+        stores = {v: view_store(data.store, data.feature_config.frame_rate, v)
+                  for v in args.views.split(",")}
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     rows, by_corpus = [], {}
     with torch_settings(cfg, rt.device):
         for fold in data.folds:
             folder = fold_dir(cfg, fold)
             parts = FoldParts.of(fold, data.y, len(data.labels))
-            if cfg.speaker_adapt:
-                speaker_history(cfg, data, parts, fold_seed(cfg, fold))
+            seed = fold_seed(cfg, fold)
+            history = speaker_history(cfg, data, parts, seed) if cfg.speaker_adapt else None
             model = new_model(data, parts.train, rt.device, channels_last=False)
             model.load_state_dict(torch.load(folder / "final_state.pt", weights_only=True))
             idx = getattr(parts, args.part)
+            outputs = None
+            if history is not None and cfg.speaker_adapt_logit_prior > 0:
+                outputs = with_logit_mean(cfg, data, history, model, parts.train,
+                                          parts.shifts["train"], rt.device)
+            speakers = [(data.utts[int(i)].corpus, data.utts[int(i)].speaker) for i in idx]
             y = data.y[idx]
             corpora = np.array([data.utts[int(i)].corpus for i in idx])
             row = {}
@@ -114,11 +111,16 @@ def main() -> int:
                         continue
                     logits, _ = predict(model, store, idx, cfg.eval_batch_size,
                                         rt.device, crop=crop, shifts=shifts)
-                    row[f"{view} {how}"] = logits_report(y, logits, len(data.labels))["ua"]
-                    for c in sorted(set(corpora)):
-                        mine = corpora == c
-                        by_corpus.setdefault(f"{view} {how}", {}).setdefault(c, []).append(
-                            logits_report(y[mine], logits[mine], len(data.labels))["ua"])
+                    scored = {how: logits}
+                    if how == "streamed" and outputs is not None:
+                        scored["streamed+out"] = normalize_logits(logits, speakers, seed, outputs)
+                    for name, lg in scored.items():
+                        key = f"{view} {name}"
+                        row[key] = logits_report(y, lg, len(data.labels))["ua"]
+                        for c in sorted(set(corpora)):
+                            mine = corpora == c
+                            by_corpus.setdefault(key, {}).setdefault(c, []).append(
+                                logits_report(y[mine], lg[mine], len(data.labels))["ua"])
             if args.part == "test" and "crop alone" in row:
                 stored = json.loads((folder / "result.json").read_text())["test_last"]["ua"]
                 own = row["crop streamed" if cfg.speaker_adapt else "crop alone"]

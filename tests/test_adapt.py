@@ -8,12 +8,13 @@ import pytest
 import soundfile as sf
 from crnn_factory import random_crnn
 import torch
-from pyser.training.speaker_adapt import SpeakerHistory, SpeechStats, adapt_batch, speech_stats
+from pyser.training.speaker_adapt import (SpeakerHistory, SpeechStats, adapt_batch,
+                                          normalize_logits, speech_stats, stream_orders)
 
 from pyser.adapt import MAX_GAIN, SpeakerAdaptation, SpeakerState
 from pyser.features import FeatureConfig, extract_features
 from pyser.model import ModelFileError, ModelMetadata, save_model
-from pyser.stream import SPEECH_MARGIN_S, Recognizer, Utterance
+from pyser.stream import SPEECH_MARGIN_S, Recognizer, Utterance, _softmax
 from pyser.vad import VadConfig, speech_mask, speech_span
 
 LABELS = ["neutral", "angry", "happy", "sad"]
@@ -21,10 +22,11 @@ SR = 16000
 CLIPS = ["Actor_01/03-01-05-02-01-01-01.flac", "Actor_01/03-01-04-01-02-01-01.flac"]
 
 
-def adaptation(n_bins=128, seed=0, prior=300.0, scale=False):
+def adaptation(n_bins=128, seed=0, prior=300.0, scale=False, logits=False):
     rng = np.random.default_rng(seed)
     mean = -40.0 + 5.0 * rng.standard_normal(n_bins)
-    return SpeakerAdaptation(mean, prior, 12.0 + rng.random(n_bins) * 6 if scale else None)
+    return SpeakerAdaptation(mean, prior, 12.0 + rng.random(n_bins) * 6 if scale else None,
+                             rng.standard_normal(len(LABELS)) if logits else None)
 
 
 # ------------------------------------------------------------------- the estimate
@@ -72,6 +74,83 @@ def test_metadata_round_trips_and_is_checked_against_the_features(tmp_path):
     with pytest.raises(ModelFileError, match="bins"):
         ModelMetadata.from_dict({**meta.to_dict(),
                                  "speaker_adaptation": adaptation(n_bins=64).to_dict()})
+
+
+def test_logit_offset_moves_a_speakers_mean_output_onto_the_populations():
+    mean = np.array([0.5, -0.2, 0.1, -0.4])
+    a = SpeakerAdaptation(np.zeros(8), 100.0, logit_mean=mean, logit_prior=2.0)
+    state = a.new_speaker()
+    logits = np.array([3.0, -1.0, 0.0, 1.0])
+    assert state.logit_offset is None and np.array_equal(state.score(logits), logits)
+    speaker = mean + np.array([1.0, 0.0, -2.0, 0.5])  # this voice's outputs, on average
+    state.add_logits(speaker)
+    # 2 prior utterances at the population mean + 1 at the speaker's: a third of the way
+    np.testing.assert_allclose(state.logit_offset, (speaker - mean) / 3)
+    for _ in range(998):
+        state.add_logits(speaker)
+    assert state.utterances == 999
+    np.testing.assert_allclose(state.score(speaker), mean, atol=0.01)
+    np.testing.assert_allclose(state.score(np.stack([speaker, speaker + 1])),
+                               np.stack([mean, mean + 1]), atol=0.01)  # any batch shape
+    state.reset()
+    assert state.utterances == 0 and state.logit_offset is None
+    assert np.array_equal(state.score(logits), logits)
+
+
+def test_output_normalisation_is_off_without_logit_mean_and_checked_when_set():
+    plain = adaptation(n_bins=4).new_speaker()
+    plain.add_logits(np.array([1.0, 2.0, 3.0, 4.0]))  # a shift-only model: ignored
+    assert plain.utterances == 0 and plain.logit_offset is None
+    state = adaptation(n_bins=4, logits=True).new_speaker()
+    state.add_logits(np.ones(4))
+    before = state.logit_offset.copy()
+    for bad in (np.ones(3), np.array([0.0, np.nan, 0.0, 0.0])):
+        with pytest.raises(ValueError, match="SpeakerState.add_logits"):
+            state.add_logits(bad)
+    assert np.array_equal(state.logit_offset, before) and state.utterances == 1
+    with pytest.raises(ValueError, match="logit_mean"):
+        SpeakerAdaptation(np.zeros(4), 10.0, logit_mean=np.array([0.0, np.inf]))
+    with pytest.raises(ValueError, match="logit_prior"):
+        SpeakerAdaptation(np.zeros(4), 10.0, logit_mean=np.zeros(4), logit_prior=0.0)
+
+
+def test_normalize_logits_walks_each_speaker_in_stream_order_never_using_an_item_itself():
+    rng = np.random.default_rng(3)
+    speakers = ["b", "a", "b", "c", "a", "b", "a", "b"]
+    logits = rng.standard_normal((8, 4)) + np.array([[2.0, 0, 0, 0]])
+    a = adaptation(n_bins=4, logits=True)
+    out = normalize_logits(logits, speakers, 7, a)
+    orders = stream_orders(speakers, 7)
+    assert sorted(np.concatenate(orders).tolist()) == list(range(8))
+    for order in orders:
+        state = a.new_speaker()
+        np.testing.assert_array_equal(out[order[0]], logits[order[0]])  # no history yet
+        for p in order:
+            np.testing.assert_allclose(out[p], state.score(logits[p]))
+            state.add_logits(logits[p])
+    changed = logits.copy()
+    last = orders[0][-1]  # the last item of a speaker never moves the others
+    changed[last] += 5.0
+    again = normalize_logits(changed, speakers, 7, a)
+    keep = np.arange(8) != last
+    np.testing.assert_array_equal(again[keep], out[keep])
+    assert np.array_equal(normalize_logits(logits, speakers, 7, adaptation(n_bins=4)), logits)
+
+
+def test_logit_constants_round_trip_and_must_match_the_labels(tmp_path):
+    a = adaptation(logits=True)
+    meta = ModelMetadata(labels=LABELS, feature_config=FeatureConfig(),
+                         speaker_adaptation=a.to_dict())
+    again = ModelMetadata.from_json(meta.to_json()).adaptation()
+    np.testing.assert_array_equal(again.logit_mean, a.logit_mean)
+    assert again.logit_prior == a.logit_prior == 2.0
+    assert "logit_mean" not in adaptation().to_dict()  # older models' files stay as they were
+    path = tmp_path / "m.pt"
+    bad = dict(a.to_dict(), logit_mean=[0.0, 1.0, 2.0])
+    save_model(path, random_crnn(seed=5), ModelMetadata(
+        labels=LABELS, feature_config=FeatureConfig(), speaker_adaptation=bad))
+    with pytest.raises(ModelFileError, match="3 logit_mean values for 4 labels"):
+        Recognizer.load(path)
 
 
 def test_affine_maps_a_long_history_onto_the_population_mean_and_spread():
@@ -234,12 +313,13 @@ def test_speech_stats_sum_the_speech_frames_of_each_utterance():
 # ------------------------------------------------------------------- the runtime
 
 
-@pytest.fixture(scope="module", params=["shift", "scale"])
+@pytest.fixture(scope="module", params=["shift", "scale", "logits"])
 def adapted(tmp_path_factory, request):
     """A random-weight CRNN whose metadata carries adaptation constants (TorchScript): a
-    shifting one, and one that also scales."""
+    shifting one, one that also scales, and a shifting one that normalises its outputs."""
     path = tmp_path_factory.mktemp("adapt") / "m.pt"
-    constants = adaptation(seed=2, prior=100.0, scale=request.param == "scale")
+    constants = adaptation(seed=2, prior=100.0, scale=request.param == "scale",
+                           logits=request.param == "logits")
     save_model(path, random_crnn(seed=5), ModelMetadata(
         labels=LABELS, feature_config=FeatureConfig(),
         speaker_adaptation=constants.to_dict()))
@@ -275,12 +355,19 @@ def test_predict_with_a_speaker_adapts_by_the_earlier_utterances(adapted, clips)
     assert speaker.speech_frames == mask.sum() > 0
     expected = adapted.adaptation.new_speaker()
     expected.add(frames[mask])
+    span, m = speech_span(frames, VadConfig(), 100.0), round(SPEECH_MARGIN_S * 100)
+    expected.add_logits(adapted._logits(frames[max(0, span.start - m) : span.stop + m]))
     np.testing.assert_array_equal(speaker.shift, expected.shift)
     assert (speaker.gain is None) == (adapted.adaptation.population_std is None)
+    logits_model = adapted.adaptation.logit_mean is not None
+    assert speaker.utterances == expected.utterances == int(logits_model)
+    if logits_model:
+        np.testing.assert_allclose(speaker.logit_offset, expected.logit_offset, atol=1e-6)
     second = adapted.predict(clips[1], SR, speaker=speaker)
     frames2 = extract_features(clips[1], FeatureConfig(center=False))
     span, m = speech_span(frames2, VadConfig(), 100.0), round(SPEECH_MARGIN_S * 100)
-    p = adapted._posteriors(expected.apply(frames2[max(0, span.start - m) : span.stop + m]))
+    p = _softmax(expected.score(
+        adapted._logits(expected.apply(frames2[max(0, span.start - m) : span.stop + m]))))
     np.testing.assert_allclose([second.probabilities[k] for k in LABELS], p, atol=1e-6)
     alone = adapted.predict(clips[1], SR)
     assert max(abs(alone.probabilities[k] - second.probabilities[k]) for k in LABELS) > 1e-4
@@ -317,7 +404,8 @@ def test_stream_adapts_between_utterances_never_within_one(adapted, clips, chunk
     frames = extract_features(audio, cfg)
     begin = round(utts[1].start * SR / cfg.hop_length)
     stop = round((utts[1].end * SR - cfg.n_fft) / cfg.hop_length) + 1
-    p = adapted._posteriors(first_only.speaker.apply(frames[begin:stop]))
+    p = _softmax(first_only.speaker.score(
+        adapted._logits(first_only.speaker.apply(frames[begin:stop]))))
     np.testing.assert_allclose([utts[1].probabilities[k] for k in LABELS], p, atol=1e-5)
     assert max(abs(utts[1].probabilities[k] - ref_utts[1].probabilities[k])
                for k in LABELS) > 1e-4
@@ -329,8 +417,12 @@ def test_stream_adapts_between_utterances_never_within_one(adapted, clips, chunk
     if adapted.adaptation.population_std is not None:  # only a scaling model needs squares
         np.testing.assert_allclose(stream.speaker._sumsq, np.square(speech).sum(axis=0),
                                    rtol=1e-9)
+    # each utterance's result (not its partials) joins the speaker's outputs
+    if adapted.adaptation.logit_mean is not None:
+        assert stream.speaker.utterances == 2 and first_only.speaker.utterances == 1
     stream.reset()
-    assert stream.speaker.speech_frames == 0
+    assert stream.speaker.speech_frames == 0 and stream.speaker.utterances == 0
+    assert stream.speaker.logit_offset is None
 
 
 @pytest.mark.corpus

@@ -30,10 +30,10 @@ speaker_adapt = true
     assert len(folds) == 3
     for row in folds:
         assert set(row) == {f"{v} {h}" for v in ("crop", "whole", "speech", "speech+0.5")
-                            for h in ("alone", "streamed")}
+                            for h in ("alone", "streamed", "streamed+out")}
         assert all(0.0 <= ua <= 1.0 for ua in row.values())
     header = next(line for line in lines if line.startswith("| scored on | crop alone"))
-    assert header.count("|") == 10 and any(line.startswith("| test | ") for line in lines)
+    assert header.count("|") == 14 and any(line.startswith("| test | ") for line in lines)
     assert any(line.startswith("| speech+0.5 streamed | ") for line in lines)  # per corpus
     doc = json.loads((tmp_path / "s.json").read_text())
     assert doc["ua"]["speech+0.5 streamed"]["n"] == 3 and doc["part"] == "test"

@@ -24,6 +24,7 @@ from pyser.stream import (
     SpeechEnd,
     SpeechStart,
     Utterance,
+    _softmax,
 )
 from pyser.vad import VadConfig
 
@@ -233,10 +234,10 @@ def test_predict_reads_the_speech_span_with_its_margin_as_the_stream_does(rec, s
     assert 80 <= span.start <= 200 and span.stop < len(frames) - 60  # silence on both sides
     m = round(SPEECH_MARGIN_S * 100)
     p = rec.predict(clip, SR)
-    np.testing.assert_allclose(probs(p), rec._posteriors(frames[span.start - m : span.stop + m]),
+    np.testing.assert_allclose(probs(p), _softmax(rec._logits(frames[span.start - m : span.stop + m])),
                                atol=1e-6)
-    assert np.abs(probs(p) - rec._posteriors(frames)).max() > 1e-4  # not every frame
-    np.testing.assert_allclose(probs(rec.predict(clip, SR, vad=None)), rec._posteriors(frames),
+    assert np.abs(probs(p) - _softmax(rec._logits(frames))).max() > 1e-4  # not every frame
+    np.testing.assert_allclose(probs(rec.predict(clip, SR, vad=None)), _softmax(rec._logits(frames)),
                                atol=1e-6)  # no VAD: every frame
     (utterance,) = [e for e in run(rec.create_stream(), clip) if isinstance(e, Utterance)]
     assert abs(utterance.start - (span.start - m) / 100) <= 0.16

@@ -1080,6 +1080,9 @@ def test_speaker_adaptation_trains_resumes_exactly_and_ships_its_constants(tmp_p
     assert rec.adaptation is not None and rec.adaptation.n_bins == 64
     assert np.isfinite(rec.adaptation.population_mean).all()
     assert rec.create_stream().speaker is not None
+    # output normalisation (on by default): the model's mean logits over its training data
+    assert rec.adaptation.logit_mean.shape == (len(rec.labels),)
+    assert np.isfinite(rec.adaptation.logit_mean).all() and rec.adaptation.logit_prior == 2.0
 
     out = tmp_path / "interrupted"
     assert run(tiny_config(corpus, out, stop_at_step=9, **cfg))["status"] == "stopped"
@@ -1100,12 +1103,13 @@ def test_scaling_speaker_adaptation_trains_and_ships_the_population_spread(tmp_p
 
     corpus = make_corpus(tmp_path / "corpus", n_per=4, syllables=True)
     cfg = {"speaker_adapt": True, "speaker_adapt_scale": True, "steps": 6, "eval_every": 3,
-           "best_after_step": 0}
+           "best_after_step": 0, "speaker_adapt_logit_prior": 0.0}
     full = run(tiny_config(corpus, tmp_path / "full", **cfg))
     assert 0 <= full["folds"][0]["test_last"]["ua"] <= 1
     _, meta = load_model(Path(full["dir"]) / "folds" / "r0_f0" / "model.pt")
     std = np.asarray(meta.speaker_adaptation["population_std"])
     assert std.shape == (64,) and (std > 0).all()
+    assert "logit_mean" not in meta.speaker_adaptation  # output normalisation off
     out = tmp_path / "other"
     assert run(tiny_config(corpus, out, stop_at_step=3, **cfg))["status"] == "stopped"
     with pytest.raises(RuntimeError, match="speaker_adapt_scale"):

@@ -243,6 +243,10 @@ class TrainConfig:
     speaker_adapt_scale: bool = False
     """Also scale each bin so that the speaker's spread of speech frames matches the
     population's (per-speaker mean and variance normalisation; pyser.adapt.affine)."""
+    speaker_adapt_logit_prior: float = 2.0
+    """Output normalisation (pyser.adapt, ``logit_mean``): the model file also gets its mean
+    logits over the training utterances as served, and a speaker's mean output is moved
+    onto them, shrunk by this many pseudo-utterances (0: off). The training is unchanged."""
 
     # --- evaluation and model selection
     eval_every: int = 20
@@ -335,6 +339,10 @@ class TrainConfig:
             raise ConfigError(
                 f"speaker_adapt_max_history must be >= 1, got {self.speaker_adapt_max_history}"
             )
+        if not (math.isfinite(self.speaker_adapt_logit_prior)
+                and self.speaker_adapt_logit_prior >= 0):
+            raise ConfigError("speaker_adapt_logit_prior must be >= 0 (0: off), got "
+                              f"{self.speaker_adapt_logit_prior}")
         if not 0 <= self.speaker_adapt_p_none <= 1:
             raise ConfigError(
                 f"speaker_adapt_p_none must be in [0, 1], got {self.speaker_adapt_p_none}"

@@ -6,7 +6,8 @@ shift of a random history: with probability ``p_none`` nothing (the unadapted mo
 ``Recognizer.predict`` without a speaker gives), otherwise 1 to ``max_history`` other
 training utterances of the same speaker. Evaluation is what a stream would do: each test
 speaker's utterances in a fixed random order, each adapted by the ones before it (the
-first by nothing), never by itself.
+first by nothing), never by itself. Output normalisation (``logit_mean``) needs no
+training: :func:`normalize_logits` scores streams with it after the fact.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import torch
 from pyser.adapt import SpeakerAdaptation
 from pyser.vad import VadConfig, speech_mask
 
-__all__ = ["SpeakerHistory", "SpeechStats", "adapt_batch", "speech_stats", "stream_orders"]
+__all__ = ["SpeakerHistory", "SpeechStats", "adapt_batch", "normalize_logits", "speech_stats",
+           "stream_orders"]
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,23 @@ class SpeakerHistory:
             for p in range(1, len(order)):
                 out[order[p]] = self.adjust(heard[p - 1], heard_sq[p - 1], float(frames[p - 1]))
         return out
+
+
+def normalize_logits(logits: np.ndarray, speakers: Sequence[Any], seed: int,
+                     adaptation: SpeakerAdaptation) -> np.ndarray:
+    """(n, C) float64: ``logits`` (n, C) as speaker streams score them with output
+    normalisation. Each speaker's items (``speakers[p]`` is item ``p``'s) go through one
+    :class:`pyser.adapt.SpeakerState` in :func:`stream_orders` order (``seed``, the order of
+    :meth:`SpeakerHistory.stream_shifts`): each is normalised by the outputs of those before
+    it, never by itself. The runtime's own arithmetic, so evaluation scores what ships."""
+    logits = np.asarray(logits, dtype=np.float64)
+    out = logits.copy()
+    for order in stream_orders(speakers, seed):
+        state = adaptation.new_speaker()
+        for p in order:
+            out[p] = state.score(logits[p])
+            state.add_logits(logits[p])
+    return out
 
 
 def stream_orders(keys: Sequence[Any], seed: int = 0) -> list[np.ndarray]:

@@ -12,12 +12,14 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from pyser.stream import SPEECH_MARGIN_S
 from pyser.training.cache import AudioDecodeError
 from pyser.training.progress import progress_bar
 from pyser.vad import VadConfig, speech_span
@@ -145,6 +147,36 @@ def speech_trim(frames: np.ndarray, frame_rate: float, margin_s: float = 0.0) ->
     utterance; all of them when the detector finds no speech."""
     span = speech_span(frames, VadConfig(), frame_rate, round(margin_s * frame_rate))
     return frames if span is None else frames[span]
+
+
+SERVED_VIEW = f"speech+{SPEECH_MARGIN_S}"
+"""The view of an utterance that ``Recognizer.predict`` and a stream's result score."""
+
+
+def view_store(store: FeatureStore, frame_rate: float, view: str) -> tuple[FeatureStore, bool]:
+    """A store giving ``view`` of each of ``store``'s utterances (same utterances, same
+    order), and the ``crop`` flag to read it with:
+
+    * ``crop``: ``store`` itself, centre crops of its training length;
+    * ``whole``: the whole file;
+    * ``speech``: the voice-activity detector's speech span, bare;
+    * ``speech+SECONDS``: that span widened by a margin; ``SERVED_VIEW`` is what the
+      product scores.
+
+    Raises ValueError for another view, or when an utterance cannot be read again.
+    """
+    if view == "crop":
+        return store, True
+    trim = None
+    if view.startswith("speech"):
+        margin = float(view.partition("+")[2] or 0.0)
+        trim = partial(speech_trim, frame_rate=frame_rate, margin_s=margin)
+    elif view != "whole":
+        raise ValueError(f"unknown view {view!r}: crop, whole, speech or speech+SECONDS")
+    out = FeatureStore(store.utts, store.cache, store.max_frames, True, False, True, trim)
+    if len(out) != len(store):
+        raise ValueError("the run's utterances could not all be read again")
+    return out, False
 
 
 def fit_normalization(store: FeatureStore, idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:

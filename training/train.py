@@ -27,6 +27,7 @@ last checkpoint; on CPU a resumed run gives bit-identical weights to an uninterr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -44,6 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from pyser._io import atomic_write_text, strict_json
+from pyser.adapt import SpeakerAdaptation
 from pyser.model import CRNN
 from pyser.training.augment import Augment
 from pyser.training.calibration import calibration_report
@@ -59,7 +61,7 @@ from pyser.training.results import write_fold, write_results
 from pyser.training.runtime import Runtime, autocast_dtype, setup_runtime, torch_settings
 from pyser.training.sampler import BatchSampler
 from pyser.training.speaker_adapt import SpeakerHistory, adapt_batch, speech_stats
-from pyser.training.store import collate, fit_normalization
+from pyser.training.store import SERVED_VIEW, collate, fit_normalization, view_store
 
 __all__ = [
     "FoldParts",
@@ -223,6 +225,21 @@ def speaker_history(cfg: TrainConfig, data: PreparedData, parts: FoldParts,
     for name in ("train", "dev", "test"):
         parts.shifts[name] = history.stream_shifts(getattr(parts, name), seed)
     return history
+
+
+def with_logit_mean(cfg: TrainConfig, data: PreparedData, history: SpeakerHistory,
+                    model: nn.Module, idx: np.ndarray, shifts: np.ndarray,
+                    device: torch.device) -> SpeakerAdaptation:
+    """``history``'s adaptation, with output normalisation when the config asks for it: the
+    model's mean logits over utterances ``idx`` (the training ones) scored as served (the
+    speech span with its margin, ``shifts`` their stream-order adaptation)."""
+    if cfg.speaker_adapt_logit_prior == 0:
+        return history.adaptation
+    store, crop = view_store(data.store, data.feature_config.frame_rate, SERVED_VIEW)
+    logits, _ = predict(model, store, idx, cfg.eval_batch_size, device, crop=crop,
+                        shifts=shifts)
+    return dataclasses.replace(history.adaptation, logit_mean=logits.mean(axis=0),
+                               logit_prior=cfg.speaker_adapt_logit_prior)
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -599,8 +616,10 @@ def train_fold(
     if rt.is_main:
         if embeddings is not None:
             embeddings["centers"] = centers.centers.detach().cpu().numpy()
+        adaptation = None if history is None else with_logit_mean(
+            cfg, data, history, model, parts.train, parts.shifts["train"], device).to_dict()
         write_fold(out_dir, cfg, data, fold, result, model, final_state, embeddings,
-                   history.adaptation.to_dict() if history else None)
+                   adaptation)
         scored = "train" if final else "test"
         events("fold_end", **where, best_step=result["best_step"],
                best_dev_ua=result["best_dev_ua"],
