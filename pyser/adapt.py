@@ -64,7 +64,7 @@ class SpeakerAdaptation:
     """(n_classes,) the model's mean logits over its training utterances, each scored as
     served (speech span with its margin, in its speaker's stream); set, a speaker's outputs
     are normalised too (see :meth:`logit_offset`)."""
-    logit_prior: float = 2.0
+    logit_prior: float = 8.0
     """Pseudo-count of ``logit_mean`` in a speaker's mean output (utterances)."""
 
     def __post_init__(self) -> None:
@@ -114,7 +114,7 @@ class SpeakerAdaptation:
                        float(d["prior_frames"]),
                        None if std is None else np.asarray(std, dtype=np.float64),
                        None if logits is None else np.asarray(logits, dtype=np.float64),
-                       float(d.get("logit_prior", 2.0)))
+                       float(d.get("logit_prior", 8.0)))
         except (KeyError, TypeError) as exc:
             raise ValueError(f"speaker_adaptation metadata is malformed: {exc}") from exc
 

@@ -243,7 +243,7 @@ class TrainConfig:
     speaker_adapt_scale: bool = False
     """Also scale each bin so that the speaker's spread of speech frames matches the
     population's (per-speaker mean and variance normalisation; pyser.adapt.affine)."""
-    speaker_adapt_logit_prior: float = 2.0
+    speaker_adapt_logit_prior: float = 8.0
     """Output normalisation (pyser.adapt, ``logit_mean``): the model file also gets its mean
     logits over the training utterances as served, and a speaker's mean output is moved
     onto them, shrunk by this many pseudo-utterances (0: off). The training is unchanged."""

@@ -242,6 +242,30 @@ def with_logit_mean(cfg: TrainConfig, data: PreparedData, history: SpeakerHistor
                                logit_prior=cfg.speaker_adapt_logit_prior)
 
 
+def final_model_logit_mean(cfg: TrainConfig, model: nn.Module,
+                           adaptation: SpeakerAdaptation) -> SpeakerAdaptation:
+    """``adaptation`` with output normalisation, for a model that ``cfg`` trained on every
+    utterance (split "all") before output normalisation existed: its mean logits over those
+    utterances, as :func:`with_logit_mean` gives a new run (CPU).
+
+    Raises ValueError when ``cfg`` is not such a config or its data's population mean is
+    not ``adaptation``'s (another corpus, another cache)."""
+    rt = setup_runtime("cpu")
+    data = prepare_data(cfg, rt)
+    if len(data.folds) != 1 or data.folds[0].kind != "all" or not cfg.speaker_adapt:
+        raise ValueError(f"{cfg.experiment}: not one speaker-adapted split 'all' run")
+    fold = data.folds[0]
+    parts = FoldParts.of(fold, data.y, len(data.labels))
+    with torch_settings(cfg, rt.device):
+        history = speaker_history(cfg, data, parts, fold_seed(cfg, fold))
+        if not np.allclose(history.adaptation.population_mean, adaptation.population_mean,
+                           atol=1e-4):
+            raise ValueError(f"{cfg.experiment}: its data's mean speech frame is not the "
+                             "model's: not the data it was trained on")
+        return with_logit_mean(cfg, data, history, model, parts.train, parts.shifts["train"],
+                               rt.device)
+
+
 def learning_rate(cfg: TrainConfig, step: int) -> float:
     """The learning rate of 0-based ``step``: ``cfg.lr``, or with ``lr_schedule = "cosine"``
     a half cosine from ``lr`` (after the loss warm-up) to ``lr * lr_final`` at the last step.
