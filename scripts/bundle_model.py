@@ -90,7 +90,7 @@ def main() -> None:
 
     net, meta = load_eager_model(args.model)
     if args.logit_mean_from is not None:
-        cfg = load_experiment(args.logit_mean_from, args.overrides)
+        cfg = load_experiment(args.logit_mean_from, args.overrides).variant(None)
         adaptation = final_model_logit_mean(cfg, net, SpeakerAdaptation.from_dict(
             meta.speaker_adaptation))
         meta.speaker_adaptation = adaptation.to_dict()

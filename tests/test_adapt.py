@@ -143,7 +143,7 @@ def test_logit_constants_round_trip_and_must_match_the_labels(tmp_path):
                          speaker_adaptation=a.to_dict())
     again = ModelMetadata.from_json(meta.to_json()).adaptation()
     np.testing.assert_array_equal(again.logit_mean, a.logit_mean)
-    assert again.logit_prior == a.logit_prior == 2.0
+    assert again.logit_prior == a.logit_prior == 8.0
     assert "logit_mean" not in adaptation().to_dict()  # older models' files stay as they were
     path = tmp_path / "m.pt"
     bad = dict(a.to_dict(), logit_mean=[0.0, 1.0, 2.0])

@@ -1082,7 +1082,7 @@ def test_speaker_adaptation_trains_resumes_exactly_and_ships_its_constants(tmp_p
     assert rec.create_stream().speaker is not None
     # output normalisation (on by default): the model's mean logits over its training data
     assert rec.adaptation.logit_mean.shape == (len(rec.labels),)
-    assert np.isfinite(rec.adaptation.logit_mean).all() and rec.adaptation.logit_prior == 2.0
+    assert np.isfinite(rec.adaptation.logit_mean).all() and rec.adaptation.logit_prior == 8.0
 
     out = tmp_path / "interrupted"
     assert run(tiny_config(corpus, out, stop_at_step=9, **cfg))["status"] == "stopped"
