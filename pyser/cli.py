@@ -644,8 +644,8 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="no voice-activity detection: always name an emotion")
     p.add_argument("--same-speaker", action="store_true",
                    help="the files are one speaker's, in this order: each is normalised by "
-                   "the speech of the ones before it (models trained with speaker adaptation, "
-                   "such as the bundled one)")
+                   "the speech of the ones before it, and its scores by theirs (models "
+                   "trained with speaker adaptation, such as the bundled one)")
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("features", help="compute the log spectrogram of a sound file")

@@ -33,6 +33,10 @@ def test_loads_with_no_argument_and_describes_itself():
     assert rec.adaptation is not None and rec.adaptation.n_bins == 128
     assert rec.adaptation.prior_frames == 300
     assert -100 < rec.adaptation.population_mean.mean() < 20  # dB of speech, not of silence
+    # output normalisation, scored as shipped in the same fold runs
+    assert served["speech+0.5 streamed+out"]["n"] == cv["folds_run"]
+    assert rec.adaptation.logit_mean.shape == (4,) and rec.adaptation.logit_prior == 8
+    assert np.abs(rec.adaptation.logit_mean).max() < 20  # logits, in the folded scale
     # the last-step folds' temperature is folded into the model
     assert prov["temperature"] == cv["calibration_last"]["temperature"]["mean"] > 0
     assert bundled_model_path("onnx").stat().st_size < 5 * 2**20
@@ -57,6 +61,7 @@ def test_torchscript_and_onnx_agree_on_real_speech(data_root):
         stream = rec.create_stream()
         events = stream.accept_waveform(audio, rate) + stream.flush()
         assert stream.speaker is not None and stream.speaker.speech_frames > 0
+        assert stream.speaker.utterances == 2  # the second result was output-normalised
         runs.append((p, [e for e in events if isinstance(e, (Partial, Utterance))]))
     (p_ts, ev_ts), (p_ox, ev_ox) = runs
     assert p_ts.label == p_ox.label is not None
