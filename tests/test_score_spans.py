@@ -11,6 +11,7 @@ from pyser.training.experiments import run_experiment
 from test_train import make_corpus, write_tiny_experiment
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "score_spans.py"
+STUDY = Path(__file__).resolve().parents[1] / "scripts" / "logit_prior_study.py"
 
 
 @pytest.mark.slow
@@ -40,6 +41,17 @@ speaker_adapt = true
     mean = sum(r["speech+0.5 streamed"] for r in folds) / 3
     assert doc["ua"]["speech+0.5 streamed"]["mean"] == pytest.approx(mean, abs=1e-4)
     assert set(doc["ua_by_corpus"]["crop alone"]) == {"csv"}
+    # the output-normalisation prior study reads the same run
+    study = subprocess.run([sys.executable, str(STUDY), str(config), "--variant", "adapt",
+                            "--part", "test", "--priors", "2,8", "--history", "2"],
+                           check=False, capture_output=True, text=True, timeout=600)
+    assert study.returncode == 0, study.stderr[-2000:]
+    table = [line for line in study.stdout.splitlines() if line.startswith("| ")]
+    assert [line.split(" | ")[0] for line in table[1:]] == [
+        "| no history", "| feature adaptation only",
+        "| + output normalisation, prior 2", "| + output normalisation, prior 8"]
+    cells = [c for line in table[2:] for c in line.strip("| ").split(" | ")[1:]]
+    assert len(cells) == 6 and all(0 <= float(c.split(" ± ")[0]) <= 100 for c in cells)
     # a stored score the weights do not give back: refused, nothing printed as a result
     result = tmp_path / "runs" / "tiny_spans" / "adapt" / "folds" / "r0_f1" / "result.json"
     doc = json.loads(result.read_text())
