@@ -265,7 +265,7 @@ class Recognizer:
     def new_speaker(self) -> SpeakerState:
         """An empty speaker history for :meth:`predict` (``speaker=``): pass the same one
         with each utterance of one speaker, in order, and each is normalised by the speech
-        of those before it (see pyser.adapt).
+        (and the model's outputs) of those before it (see pyser.adapt).
 
         Raises:
             ValueError: the model was not trained for speaker adaptation.
@@ -302,9 +302,10 @@ class Recognizer:
             sample_rate: its rate in Hz (resampled to the model's when different).
             vad: voice-activity settings; when it finds no speech, ``label`` is None (the
                 posteriors are still given). None: always name an emotion, from every frame.
-            speaker: this speaker's history from :meth:`new_speaker`: the utterance is
-                normalised by it, then its speech (by ``vad``; all frames when None) is
-                added to it. None: the utterance alone.
+            speaker: this speaker's history from :meth:`new_speaker`: the utterance's
+                features (and, for a model with ``logit_mean``, its logits) are normalised
+                by it, then its speech (by ``vad``; all frames when None) and its logits
+                (unless no speech was found) are added to it. None: the utterance alone.
         Raises:
             ValueError: bad samples or rate, fewer samples than one frame (n_fft), or a
                 speaker history of another model; ``speaker`` is then unchanged.
