@@ -68,12 +68,14 @@ __all__ = [
     "Progress",
     "TrainingStopped",
     "evaluate_dev",
+    "final_model_logit_mean",
     "fold_dir",
     "fold_seed",
     "run",
     "score_fold",
     "train_fold",
     "train_step",
+    "with_logit_mean",
 ]
 
 log = logging.getLogger(__name__)
