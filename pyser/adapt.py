@@ -20,17 +20,20 @@ A model may also normalise its outputs per speaker (``logit_mean`` set). The fea
 mean removes the voice and the channel; the speaker's mean *output* removes what is left of
 the speaker in the model's own utterance description (a voice the model hears as a little
 sad whatever it says). The classical systems do this by z-scoring their utterance
-functionals per speaker. With FC2 affine, centring the embedding z is centring the logits:
+functionals per speaker. With FC2 affine, centring the embedding z is centring the logits;
+with ``logit_std`` set, each logit's spread is mapped onto the population's as well:
 
-    offset = (sum of the heard utterances' logits - n_heard * logit_mean)
-             / (n_heard + logit_prior)
-    scored logits = logits - offset
+    mu_speaker  = (logit_prior * logit_mean + sum of heard logits) / (logit_prior + n_heard)
+    std_speaker = the same for the second moment (``logit_std``), minus mu_speaker ** 2
+    gain        = logit_std / std_speaker, within [1 / MAX_GAIN, MAX_GAIN] (1: no logit_std)
+    scored logits = (logits - mu_speaker) * gain + logit_mean
 
-``logit_mean`` is the model's mean logit vector over its training utterances (as served)
-and ``logit_prior`` a pseudo-count in utterances: with nothing heard the logits are
-unchanged, and a speaker's mean output moves onto the population's as it talks. It needs no
-training (the model is unchanged); it assumes a speaker's utterances are not all of one
-emotion, as the features' mean does, but more strongly (docs/MODEL_CARD.md).
+``logit_mean`` and ``logit_std`` are per-class statistics of the model's logits over its
+training utterances (as served) and ``logit_prior`` a pseudo-count in utterances: with
+nothing heard the logits are unchanged, and a speaker's outputs move onto the population's
+as it talks. It needs no training (the model is unchanged); it assumes a speaker's
+utterances are not all of one emotion, as the features' mean does, but more strongly
+(docs/MODEL_CARD.md).
 """
 
 from __future__ import annotations
@@ -63,9 +66,12 @@ class SpeakerAdaptation:
     logit_mean: np.ndarray | None = None
     """(n_classes,) the model's mean logits over its training utterances, each scored as
     served (speech span with its margin, in its speaker's stream); set, a speaker's outputs
-    are normalised too (see :meth:`logit_offset`)."""
+    are normalised too (see :meth:`logit_affine`)."""
     logit_prior: float = 8.0
-    """Pseudo-count of ``logit_mean`` in a speaker's mean output (utterances)."""
+    """Pseudo-count of the population's logit statistics in a speaker's (utterances)."""
+    logit_std: np.ndarray | None = None
+    """(n_classes,) the standard deviation of those logits; set (with ``logit_mean``), a
+    speaker's output spread is mapped onto it too."""
 
     def __post_init__(self) -> None:
         mean = np.asarray(self.population_mean, dtype=np.float64).reshape(-1)
@@ -91,6 +97,13 @@ class SpeakerAdaptation:
             raise ValueError(
                 f"speaker_adaptation: logit_prior must be > 0, got {self.logit_prior!r}"
             )
+        if self.logit_std is not None:
+            std = np.asarray(self.logit_std, dtype=np.float64).reshape(-1)
+            if (self.logit_mean is None or std.shape != self.logit_mean.shape
+                    or not (np.isfinite(std).all() and (std > 0).all())):
+                raise ValueError("speaker_adaptation: logit_std needs logit_mean and must be "
+                                 "finite, > 0 and as long")
+            object.__setattr__(self, "logit_std", std)
 
     @property
     def n_bins(self) -> int:
@@ -104,17 +117,21 @@ class SpeakerAdaptation:
         if self.logit_mean is not None:
             out["logit_mean"] = [float(v) for v in self.logit_mean]
             out["logit_prior"] = float(self.logit_prior)
+        if self.logit_std is not None:
+            out["logit_std"] = [float(v) for v in self.logit_std]
         return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SpeakerAdaptation:
         try:
-            std, logits = d.get("population_std"), d.get("logit_mean")
+            std, logits, spread = (d.get("population_std"), d.get("logit_mean"),
+                                   d.get("logit_std"))
             return cls(np.asarray(d["population_mean"], dtype=np.float64),
                        float(d["prior_frames"]),
                        None if std is None else np.asarray(std, dtype=np.float64),
                        None if logits is None else np.asarray(logits, dtype=np.float64),
-                       float(d.get("logit_prior", 8.0)))
+                       float(d.get("logit_prior", 8.0)),
+                       None if spread is None else np.asarray(spread, dtype=np.float64))
         except (KeyError, TypeError) as exc:
             raise ValueError(f"speaker_adaptation metadata is malformed: {exc}") from exc
 
@@ -141,12 +158,21 @@ class SpeakerAdaptation:
         gain = np.clip(self.population_std / std, 1 / MAX_GAIN, MAX_GAIN)
         return np.stack([gain, mu_pop - mu * gain]).astype(np.float32)
 
-    def logit_offset(self, logit_sum: np.ndarray, utterances: int) -> np.ndarray:
-        """(n_classes,) float64 subtracted from the logits, for heard utterances whose logits
-        sum to ``logit_sum`` (n_classes,) (zeros when ``logit_mean`` is None)."""
+    def logit_affine(self, logit_sum: np.ndarray, logit_sumsq: np.ndarray,
+                     utterances: int) -> np.ndarray:
+        """(2, n_classes) float64 (gain, shift): logits become ``logits * gain + shift``, for
+        heard utterances whose logits sum to ``logit_sum`` and their squares to
+        ``logit_sumsq`` (each (n_classes,)). Needs ``logit_mean``."""
         if self.logit_mean is None:
-            return np.zeros_like(np.asarray(logit_sum, dtype=np.float64))
-        return (logit_sum - utterances * self.logit_mean) / (utterances + self.logit_prior)
+            raise ValueError("speaker_adaptation: logit_affine needs logit_mean")
+        n0, n, m0 = self.logit_prior, float(utterances), self.logit_mean
+        mu = (n0 * m0 + logit_sum) / (n0 + n)
+        gain = np.ones_like(mu)
+        if self.logit_std is not None:
+            second = (n0 * (self.logit_std ** 2 + m0 ** 2) + logit_sumsq) / (n0 + n)
+            std = np.sqrt(np.maximum(second - mu ** 2, 1e-12))
+            gain = np.clip(self.logit_std / std, 1 / MAX_GAIN, MAX_GAIN)
+        return np.stack([gain, m0 - mu * gain])
 
     def new_speaker(self) -> SpeakerState:
         return SpeakerState(self)
@@ -172,8 +198,9 @@ class SpeakerState:
         self._gain: np.ndarray | None = None
         self._shift = np.zeros(n_bins, dtype=np.float32)
         self._logit_sum: np.ndarray | None = None
+        self._logit_sumsq: np.ndarray | None = None
         self._utterances = 0
-        self._logit_offset: np.ndarray | None = None
+        self._logit_affine: np.ndarray | None = None
 
     @property
     def speech_frames(self) -> int:
@@ -198,15 +225,17 @@ class SpeakerState:
         return self._utterances
 
     @property
-    def logit_offset(self) -> np.ndarray | None:
-        """(n_classes,) float64 subtracted from the next utterance's logits (None: the model
-        does not normalise its outputs, or nothing heard yet)."""
-        return self._logit_offset
+    def logit_affine(self) -> np.ndarray | None:
+        """(2, n_classes) float64 (gain, shift) the next utterance's logits go through (None:
+        the model does not normalise its outputs, or nothing heard yet)."""
+        return self._logit_affine
 
     def score(self, logits: np.ndarray) -> np.ndarray:
         """Logits (..., n_classes) as this speaker's normalised outputs (float64)."""
         logits = np.asarray(logits, dtype=np.float64)
-        return logits if self._logit_offset is None else logits - self._logit_offset
+        if self._logit_affine is None:
+            return logits
+        return logits * self._logit_affine[0] + self._logit_affine[1]
 
     def add_logits(self, logits: np.ndarray) -> None:
         """Hear one utterance's logits (n_classes,) as the model gave them (not
@@ -218,9 +247,15 @@ class SpeakerState:
         if logits.shape != mean.shape or not np.isfinite(logits).all():
             raise ValueError(f"SpeakerState.add_logits: logits must be {mean.size} finite "
                              f"values, got shape {logits.shape}")
-        self._logit_sum = logits if self._logit_sum is None else self._logit_sum + logits
+        squares = np.square(logits)
+        if self._logit_sum is None:
+            self._logit_sum, self._logit_sumsq = logits, squares
+        else:
+            self._logit_sum = self._logit_sum + logits
+            self._logit_sumsq = self._logit_sumsq + squares
         self._utterances += 1
-        self._logit_offset = self.adaptation.logit_offset(self._logit_sum, self._utterances)
+        self._logit_affine = self.adaptation.logit_affine(self._logit_sum, self._logit_sumsq,
+                                                          self._utterances)
 
     def apply(self, frames: np.ndarray) -> np.ndarray:
         """Frames (n, n_bins) dB as the adapted model reads them (a new float32 array)."""

@@ -5,9 +5,10 @@
 
 Re-saves the weights with the current pyser code (TorchScript files carry their code),
 folds the cross-validation's mean dev temperature into the last layer (``--cv``; the
-confidences are calibrated, the predicted class is unchanged; a logit mean for output
-normalisation is divided by it too), gives a model trained before output normalisation
-existed its logit mean (``--logit-mean-from CONFIG``, the config that trained it), adds what a user of the
+confidences are calibrated, the predicted class is unchanged; the logit statistics of
+output normalisation are divided by it too), gives a model trained before output
+normalisation existed its logit statistics (``--logit-stats-from CONFIG``, the config that
+trained it), adds what a user of the
 bundled model must know to its provenance (data and licences, its role, the
 cross-validation's metrics), exports ONNX, and checks both files against the eager model.
 """
@@ -21,7 +22,7 @@ from pyser.training.calibration import fold_temperature
 from pyser.training.config import load_experiment
 from pyser.training.evaluate import load_eager_model
 from pyser.training.export import export_onnx, export_torchscript, verify_export
-from pyser.training.train import final_model_logit_mean
+from pyser.training.train import final_model_logit_stats
 
 ASSETS = Path(__file__).resolve().parents[1] / "pyser" / "assets"
 LICENCES = {
@@ -81,17 +82,18 @@ def main() -> None:
                         help="scripts/score_spans.py --json output: the recipe's figures as "
                              "predict and streams read utterances (cross_validation."
                              "as_served in the provenance)")
-    parser.add_argument("--logit-mean-from", default=None, metavar="CONFIG",
+    parser.add_argument("--logit-stats-from", default=None, metavar="CONFIG",
                         help="the split 'all' config that trained the model: its training "
-                             "utterances give the model's logit mean (output normalisation)")
+                             "utterances give the model's logit statistics (output "
+                             "normalisation)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override a key of that config")
     args = parser.parse_args()
 
     net, meta = load_eager_model(args.model)
-    if args.logit_mean_from is not None:
-        cfg = load_experiment(args.logit_mean_from, args.overrides).variant(None)
-        adaptation = final_model_logit_mean(cfg, net, SpeakerAdaptation.from_dict(
+    if args.logit_stats_from is not None:
+        cfg = load_experiment(args.logit_stats_from, args.overrides).variant(None)
+        adaptation = final_model_logit_stats(cfg, net, SpeakerAdaptation.from_dict(
             meta.speaker_adaptation))
         meta.speaker_adaptation = adaptation.to_dict()
     extra = {}
@@ -107,9 +109,10 @@ def main() -> None:
             temperature = cv[key]["temperature"]["mean"]
             fold_temperature(net, temperature)
             extra["temperature"] = temperature
-            if "logit_mean" in meta.speaker_adaptation:  # in the logits' new scale
-                meta.speaker_adaptation["logit_mean"] = [
-                    v / temperature for v in meta.speaker_adaptation["logit_mean"]]
+            for key in ("logit_mean", "logit_std"):  # in the logits' new scale
+                if key in meta.speaker_adaptation:
+                    meta.speaker_adaptation[key] = [
+                        v / temperature for v in meta.speaker_adaptation[key]]
     meta.provenance.update(
         bundled=True,
         note=args.note,

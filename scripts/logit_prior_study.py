@@ -30,7 +30,7 @@ from pyser.training.runtime import setup_runtime, torch_settings
 from pyser.training.speaker_adapt import normalize_logits
 from pyser.training.store import SERVED_VIEW, view_store
 from pyser.training.train import (FoldParts, fold_dir, fold_seed, new_model, speaker_history,
-                                  with_logit_mean)
+                                  with_logit_stats)
 
 
 def one_emotion_recalls(score, history, stats, idx, y, speakers, n_classes, n_history, priors,
@@ -98,9 +98,9 @@ def main() -> int:
             history = speaker_history(cfg, data, parts, seed)
             model = new_model(data, parts.train, rt.device, channels_last=False)
             model.load_state_dict(torch.load(folder / "final_state.pt", weights_only=True))
-            adaptation = with_logit_mean(cfg.replace(speaker_adapt_logit_prior=1.0), data,
-                                         history, model, parts.train, parts.shifts["train"],
-                                         rt.device)
+            adaptation = with_logit_stats(cfg.replace(speaker_adapt_logit_prior=1.0), data,
+                                          history, model, parts.train, parts.shifts["train"],
+                                          rt.device)
 
             def score(items, shifts, model=model):
                 return predict(model, store, items, cfg.eval_batch_size, rt.device,

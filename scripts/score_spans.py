@@ -12,7 +12,8 @@ test utterance, each alone and (with speaker adaptation) in its speaker's stream
 With speaker adaptation each view is scored three ways: ``alone``, ``streamed`` (feature
 adaptation by the speaker's earlier utterances) and ``streamed+out`` (also output
 normalisation, as the model file of a run with ``speaker_adapt_logit_prior`` > 0 serves it:
-the logit mean comes from the fold's training utterances, as served, by the scored weights).
+the logit statistics come from the fold's training utterances, as served, by the scored
+weights).
 
 ``--part dev`` scores the dev speakers instead (to choose between views without looking
 at test speakers). Prints one line per fold run and a table of mean ± std UA; nothing is rewritten. Scoring
@@ -36,7 +37,7 @@ from pyser.training.runtime import setup_runtime, torch_settings
 from pyser.training.store import view_store
 from pyser.training.speaker_adapt import normalize_logits
 from pyser.training.train import (FoldParts, fold_dir, fold_seed, new_model, speaker_history,
-                                  with_logit_mean)
+                                  with_logit_stats)
 
 
 def _mean_std(values: list[float]) -> dict:
@@ -99,8 +100,8 @@ def main() -> int:
             idx = getattr(parts, args.part)
             outputs = None
             if history is not None and cfg.speaker_adapt_logit_prior > 0:
-                outputs = with_logit_mean(cfg, data, history, model, parts.train,
-                                          parts.shifts["train"], rt.device)
+                outputs = with_logit_stats(cfg, data, history, model, parts.train,
+                                           parts.shifts["train"], rt.device)
             speakers = [(data.utts[int(i)].corpus, data.utts[int(i)].speaker) for i in idx]
             y = data.y[idx]
             corpora = np.array([data.utts[int(i)].corpus for i in idx])

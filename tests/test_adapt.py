@@ -26,7 +26,8 @@ def adaptation(n_bins=128, seed=0, prior=300.0, scale=False, logits=False):
     rng = np.random.default_rng(seed)
     mean = -40.0 + 5.0 * rng.standard_normal(n_bins)
     return SpeakerAdaptation(mean, prior, 12.0 + rng.random(n_bins) * 6 if scale else None,
-                             rng.standard_normal(len(LABELS)) if logits else None)
+                             rng.standard_normal(len(LABELS)) if logits else None,
+                             logit_std=rng.uniform(0.5, 2.0, len(LABELS)) if logits else None)
 
 
 # ------------------------------------------------------------------- the estimate
@@ -76,16 +77,17 @@ def test_metadata_round_trips_and_is_checked_against_the_features(tmp_path):
                                  "speaker_adaptation": adaptation(n_bins=64).to_dict()})
 
 
-def test_logit_offset_moves_a_speakers_mean_output_onto_the_populations():
+def test_output_normalisation_moves_a_speakers_mean_output_onto_the_populations():
     mean = np.array([0.5, -0.2, 0.1, -0.4])
     a = SpeakerAdaptation(np.zeros(8), 100.0, logit_mean=mean, logit_prior=2.0)
     state = a.new_speaker()
     logits = np.array([3.0, -1.0, 0.0, 1.0])
-    assert state.logit_offset is None and np.array_equal(state.score(logits), logits)
+    assert state.logit_affine is None and np.array_equal(state.score(logits), logits)
     speaker = mean + np.array([1.0, 0.0, -2.0, 0.5])  # this voice's outputs, on average
     state.add_logits(speaker)
     # 2 prior utterances at the population mean + 1 at the speaker's: a third of the way
-    np.testing.assert_allclose(state.logit_offset, (speaker - mean) / 3)
+    np.testing.assert_allclose(state.score(logits), logits - (speaker - mean) / 3)
+    np.testing.assert_array_equal(state.logit_affine[0], np.ones(4))  # no logit_std: no gain
     for _ in range(998):
         state.add_logits(speaker)
     assert state.utterances == 999
@@ -93,25 +95,51 @@ def test_logit_offset_moves_a_speakers_mean_output_onto_the_populations():
     np.testing.assert_allclose(state.score(np.stack([speaker, speaker + 1])),
                                np.stack([mean, mean + 1]), atol=0.01)  # any batch shape
     state.reset()
-    assert state.utterances == 0 and state.logit_offset is None
+    assert state.utterances == 0 and state.logit_affine is None
     assert np.array_equal(state.score(logits), logits)
+
+
+def test_output_normalisation_with_logit_std_maps_a_speakers_spread_onto_the_populations():
+    mean, std = np.array([0.5, -0.2, 0.1, -0.4]), np.array([1.0, 2.0, 1.5, 0.5])
+    a = SpeakerAdaptation(np.zeros(8), 100.0, logit_mean=mean, logit_prior=8.0,
+                          logit_std=std)
+    rng = np.random.default_rng(1)
+    spread = np.array([2.0, 1.0, 1.5, 4.0])  # wider, narrower, the same, much wider
+    heard = mean + 1.0 + rng.standard_normal((20000, 4)) * spread
+    state = a.new_speaker()
+    for row in heard:
+        state.add_logits(row)
+    scored = state.score(heard)
+    np.testing.assert_allclose(scored.mean(axis=0), mean, atol=0.05)
+    # the gain maps each spread onto the population's, but never beyond MAX_GAIN either way
+    np.testing.assert_allclose(state.logit_affine[0],
+                               np.clip(std / spread, 1 / MAX_GAIN, MAX_GAIN), rtol=0.03)
+    np.testing.assert_allclose(scored.std(axis=0)[:3], std[:3], rtol=0.03)
+    flat = a.new_speaker()  # a speaker who always says the same: gain capped, not infinite
+    for _ in range(1000):
+        flat.add_logits(mean + 0.3)
+    np.testing.assert_allclose(flat.logit_affine[0], np.full(4, MAX_GAIN))
+    np.testing.assert_allclose(flat.score(mean + 0.3), mean, atol=0.02)
 
 
 def test_output_normalisation_is_off_without_logit_mean_and_checked_when_set():
     plain = adaptation(n_bins=4).new_speaker()
     plain.add_logits(np.array([1.0, 2.0, 3.0, 4.0]))  # a shift-only model: ignored
-    assert plain.utterances == 0 and plain.logit_offset is None
+    assert plain.utterances == 0 and plain.logit_affine is None
     state = adaptation(n_bins=4, logits=True).new_speaker()
     state.add_logits(np.ones(4))
-    before = state.logit_offset.copy()
+    before = state.logit_affine.copy()
     for bad in (np.ones(3), np.array([0.0, np.nan, 0.0, 0.0])):
         with pytest.raises(ValueError, match="SpeakerState.add_logits"):
             state.add_logits(bad)
-    assert np.array_equal(state.logit_offset, before) and state.utterances == 1
+    assert np.array_equal(state.logit_affine, before) and state.utterances == 1
     with pytest.raises(ValueError, match="logit_mean"):
         SpeakerAdaptation(np.zeros(4), 10.0, logit_mean=np.array([0.0, np.inf]))
     with pytest.raises(ValueError, match="logit_prior"):
         SpeakerAdaptation(np.zeros(4), 10.0, logit_mean=np.zeros(4), logit_prior=0.0)
+    for mean, std in ((None, np.ones(4)), (np.zeros(4), np.ones(3)), (np.zeros(4), np.zeros(4))):
+        with pytest.raises(ValueError, match="logit_std"):
+            SpeakerAdaptation(np.zeros(4), 10.0, logit_mean=mean, logit_std=std)
 
 
 def test_normalize_logits_walks_each_speaker_in_stream_order_never_using_an_item_itself():
@@ -143,10 +171,12 @@ def test_logit_constants_round_trip_and_must_match_the_labels(tmp_path):
                          speaker_adaptation=a.to_dict())
     again = ModelMetadata.from_json(meta.to_json()).adaptation()
     np.testing.assert_array_equal(again.logit_mean, a.logit_mean)
+    np.testing.assert_array_equal(again.logit_std, a.logit_std)
     assert again.logit_prior == a.logit_prior == 8.0
     assert "logit_mean" not in adaptation().to_dict()  # older models' files stay as they were
     path = tmp_path / "m.pt"
-    bad = dict(a.to_dict(), logit_mean=[0.0, 1.0, 2.0])
+    bad = {k: v for k, v in a.to_dict().items() if k != "logit_std"}
+    bad["logit_mean"] = [0.0, 1.0, 2.0]
     save_model(path, random_crnn(seed=5), ModelMetadata(
         labels=LABELS, feature_config=FeatureConfig(), speaker_adaptation=bad))
     with pytest.raises(ModelFileError, match="3 logit_mean values for 4 labels"):
@@ -362,7 +392,7 @@ def test_predict_with_a_speaker_adapts_by_the_earlier_utterances(adapted, clips)
     logits_model = adapted.adaptation.logit_mean is not None
     assert speaker.utterances == expected.utterances == int(logits_model)
     if logits_model:
-        np.testing.assert_allclose(speaker.logit_offset, expected.logit_offset, atol=1e-6)
+        np.testing.assert_allclose(speaker.logit_affine, expected.logit_affine, atol=1e-6)
     second = adapted.predict(clips[1], SR, speaker=speaker)
     frames2 = extract_features(clips[1], FeatureConfig(center=False))
     span, m = speech_span(frames2, VadConfig(), 100.0), round(SPEECH_MARGIN_S * 100)
@@ -422,7 +452,7 @@ def test_stream_adapts_between_utterances_never_within_one(adapted, clips, chunk
         assert stream.speaker.utterances == 2 and first_only.speaker.utterances == 1
     stream.reset()
     assert stream.speaker.speech_frames == 0 and stream.speaker.utterances == 0
-    assert stream.speaker.logit_offset is None
+    assert stream.speaker.logit_affine is None
 
 
 @pytest.mark.corpus

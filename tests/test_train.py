@@ -1083,6 +1083,7 @@ def test_speaker_adaptation_trains_resumes_exactly_and_ships_its_constants(tmp_p
     # output normalisation (on by default): the model's mean logits over its training data
     assert rec.adaptation.logit_mean.shape == (len(rec.labels),)
     assert np.isfinite(rec.adaptation.logit_mean).all() and rec.adaptation.logit_prior == 8.0
+    assert rec.adaptation.logit_std.shape == (len(rec.labels),)  # z-scored by default
 
     out = tmp_path / "interrupted"
     assert run(tiny_config(corpus, out, stop_at_step=9, **cfg))["status"] == "stopped"
@@ -1097,12 +1098,12 @@ def test_speaker_adaptation_trains_resumes_exactly_and_ships_its_constants(tmp_p
         run(tiny_config(corpus, out, **{**cfg, "speaker_adapt": False}), resume=True)
 
 
-def test_a_final_model_gets_the_same_logit_mean_from_training_and_from_bundling(tmp_path):
-    """bundle_model.py --logit-mean-from: a split "all" model trained before output
+def test_a_final_model_gets_the_same_logit_stats_from_training_and_from_bundling(tmp_path):
+    """bundle_model.py --logit-stats-from: a split "all" model trained before output
     normalisation existed gets the logit mean a training run now writes itself."""
     from pyser.adapt import SpeakerAdaptation
     from pyser.training.evaluate import load_eager_model
-    from pyser.training.train import final_model_logit_mean, run
+    from pyser.training.train import final_model_logit_stats, run
 
     corpus = make_corpus(tmp_path / "corpus", n_per=3, syllables=True)
     cfg = tiny_config(corpus, tmp_path / "out", split="all", folds=[], steps=6,
@@ -1111,14 +1112,15 @@ def test_a_final_model_gets_the_same_logit_mean_from_training_and_from_bundling(
     net, meta = load_eager_model(Path(out["dir"]) / "folds" / "r0_f0" / "model.pt")
     written = SpeakerAdaptation.from_dict(meta.speaker_adaptation)
     older = SpeakerAdaptation(written.population_mean, written.prior_frames)  # no logit_mean
-    again = final_model_logit_mean(cfg, net, older)
+    again = final_model_logit_stats(cfg, net, older)
     np.testing.assert_allclose(again.logit_mean, written.logit_mean, atol=1e-5)
+    np.testing.assert_allclose(again.logit_std, written.logit_std, atol=1e-5)
     assert again.logit_prior == written.logit_prior == cfg.speaker_adapt_logit_prior
     with pytest.raises(ValueError, match="not the data it was trained on"):
-        final_model_logit_mean(cfg, net, SpeakerAdaptation(written.population_mean + 3.0,
+        final_model_logit_stats(cfg, net, SpeakerAdaptation(written.population_mean + 3.0,
                                                            written.prior_frames))
     with pytest.raises(ValueError, match="split 'all'"):
-        final_model_logit_mean(cfg.replace(split="speaker", folds=[0]), net, older)
+        final_model_logit_stats(cfg.replace(split="speaker", folds=[0]), net, older)
 
 
 def test_scaling_speaker_adaptation_trains_and_ships_the_population_spread(tmp_path):

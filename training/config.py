@@ -247,6 +247,9 @@ class TrainConfig:
     """Output normalisation (pyser.adapt, ``logit_mean``): the model file also gets its mean
     logits over the training utterances as served, and a speaker's mean output is moved
     onto them, shrunk by this many pseudo-utterances (0: off). The training is unchanged."""
+    speaker_adapt_logit_scale: bool = True
+    """Output normalisation maps each logit's spread too (``logit_std``): a z-score of the
+    speaker's outputs, as the classical systems z-score their functionals."""
 
     # --- evaluation and model selection
     eval_every: int = 20

@@ -68,14 +68,14 @@ __all__ = [
     "Progress",
     "TrainingStopped",
     "evaluate_dev",
-    "final_model_logit_mean",
+    "final_model_logit_stats",
     "fold_dir",
     "fold_seed",
     "run",
     "score_fold",
     "train_fold",
     "train_step",
-    "with_logit_mean",
+    "with_logit_stats",
 ]
 
 log = logging.getLogger(__name__)
@@ -229,26 +229,30 @@ def speaker_history(cfg: TrainConfig, data: PreparedData, parts: FoldParts,
     return history
 
 
-def with_logit_mean(cfg: TrainConfig, data: PreparedData, history: SpeakerHistory,
-                    model: nn.Module, idx: np.ndarray, shifts: np.ndarray,
-                    device: torch.device) -> SpeakerAdaptation:
+def with_logit_stats(cfg: TrainConfig, data: PreparedData, history: SpeakerHistory,
+                     model: nn.Module, idx: np.ndarray, shifts: np.ndarray,
+                     device: torch.device) -> SpeakerAdaptation:
     """``history``'s adaptation, with output normalisation when the config asks for it: the
-    model's mean logits over utterances ``idx`` (the training ones) scored as served (the
+    per-class mean (and with ``speaker_adapt_logit_scale`` the standard deviation) of the
+    model's logits over utterances ``idx`` (the training ones) scored as served (the
     speech span with its margin, ``shifts`` their stream-order adaptation)."""
     if cfg.speaker_adapt_logit_prior == 0:
         return history.adaptation
     store, crop = view_store(data.store, data.feature_config.frame_rate, SERVED_VIEW)
     logits, _ = predict(model, store, idx, cfg.eval_batch_size, device, crop=crop,
                         shifts=shifts)
-    return dataclasses.replace(history.adaptation, logit_mean=logits.mean(axis=0),
-                               logit_prior=cfg.speaker_adapt_logit_prior)
+    logits = logits.astype(np.float64)
+    return dataclasses.replace(
+        history.adaptation, logit_mean=logits.mean(axis=0),
+        logit_prior=cfg.speaker_adapt_logit_prior,
+        logit_std=logits.std(axis=0) if cfg.speaker_adapt_logit_scale else None)
 
 
-def final_model_logit_mean(cfg: TrainConfig, model: nn.Module,
-                           adaptation: SpeakerAdaptation) -> SpeakerAdaptation:
+def final_model_logit_stats(cfg: TrainConfig, model: nn.Module,
+                            adaptation: SpeakerAdaptation) -> SpeakerAdaptation:
     """``adaptation`` with output normalisation, for a model that ``cfg`` trained on every
-    utterance (split "all") before output normalisation existed: its mean logits over those
-    utterances, as :func:`with_logit_mean` gives a new run (CPU).
+    utterance (split "all") before output normalisation existed: its logit statistics over
+    those utterances, as :func:`with_logit_stats` gives a new run (CPU).
 
     Raises ValueError when ``cfg`` is not such a config or its data's population mean is
     not ``adaptation``'s (another corpus, another cache)."""
@@ -264,8 +268,8 @@ def final_model_logit_mean(cfg: TrainConfig, model: nn.Module,
                            atol=1e-4):
             raise ValueError(f"{cfg.experiment}: its data's mean speech frame is not the "
                              "model's: not the data it was trained on")
-        return with_logit_mean(cfg, data, history, model, parts.train, parts.shifts["train"],
-                               rt.device)
+        return with_logit_stats(cfg, data, history, model, parts.train, parts.shifts["train"],
+                                rt.device)
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -642,7 +646,7 @@ def train_fold(
     if rt.is_main:
         if embeddings is not None:
             embeddings["centers"] = centers.centers.detach().cpu().numpy()
-        adaptation = None if history is None else with_logit_mean(
+        adaptation = None if history is None else with_logit_stats(
             cfg, data, history, model, parts.train, parts.shifts["train"], device).to_dict()
         write_fold(out_dir, cfg, data, fold, result, model, final_state, embeddings,
                    adaptation)
