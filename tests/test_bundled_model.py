@@ -37,6 +37,7 @@ def test_loads_with_no_argument_and_describes_itself():
     assert served["speech+0.5 streamed+out"]["n"] == cv["folds_run"]
     assert rec.adaptation.logit_mean.shape == (4,) and rec.adaptation.logit_prior == 8
     assert np.abs(rec.adaptation.logit_mean).max() < 20  # logits, in the folded scale
+    assert rec.adaptation.logit_std.shape == (4,) and (rec.adaptation.logit_std > 0).all()
     # the last-step folds' temperature is folded into the model
     assert prov["temperature"] == cv["calibration_last"]["temperature"]["mean"] > 0
     assert bundled_model_path("onnx").stat().st_size < 5 * 2**20
