@@ -405,6 +405,14 @@ def test_predict_with_a_speaker_adapts_by_the_earlier_utterances(adapted, clips)
         adapted.predict(clips[1], SR, speaker=SpeakerState(adaptation(n_bins=64)))
 
 
+def test_silence_joins_neither_the_speakers_speech_nor_its_outputs(adapted):
+    speaker = adapted.new_speaker()
+    p = adapted.predict(np.zeros(SR, np.float32), SR, speaker=speaker)
+    assert p.label is None  # no speech found
+    assert speaker.utterances == 0 and speaker.speech_frames == 0
+    assert speaker.logit_affine is None
+
+
 @pytest.mark.corpus
 @pytest.mark.parametrize("chunk", [None, 1600, 4001])
 def test_stream_adapts_between_utterances_never_within_one(adapted, clips, chunk):
