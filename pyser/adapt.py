@@ -130,7 +130,7 @@ class SpeakerAdaptation:
                        float(d["prior_frames"]),
                        None if std is None else np.asarray(std, dtype=np.float64),
                        None if logits is None else np.asarray(logits, dtype=np.float64),
-                       float(d.get("logit_prior", 8.0)),
+                       float(d.get("logit_prior", cls.logit_prior)),
                        None if spread is None else np.asarray(spread, dtype=np.float64))
         except (KeyError, TypeError) as exc:
             raise ValueError(f"speaker_adaptation metadata is malformed: {exc}") from exc

@@ -8,9 +8,9 @@ folds the cross-validation's mean dev temperature into the last layer (``--cv``;
 confidences are calibrated, the predicted class is unchanged; the logit statistics of
 output normalisation are divided by it too), gives a model trained before output
 normalisation existed its logit statistics (``--logit-stats-from CONFIG``, the config that
-trained it), adds what a user of the
-bundled model must know to its provenance (data and licences, its role, the
-cross-validation's metrics), exports ONNX, and checks both files against the eager model.
+trained it), adds what a user of the bundled model must know to its provenance (data and
+licences, its role, the cross-validation's metrics), exports ONNX, and checks both files
+against the eager model.
 """
 
 import argparse
@@ -109,10 +109,10 @@ def main() -> None:
             temperature = cv[key]["temperature"]["mean"]
             fold_temperature(net, temperature)
             extra["temperature"] = temperature
-            for key in ("logit_mean", "logit_std"):  # in the logits' new scale
-                if key in meta.speaker_adaptation:
-                    meta.speaker_adaptation[key] = [
-                        v / temperature for v in meta.speaker_adaptation[key]]
+            for stat in ("logit_mean", "logit_std"):  # in the logits' new scale
+                if stat in meta.speaker_adaptation:
+                    meta.speaker_adaptation[stat] = [
+                        v / temperature for v in meta.speaker_adaptation[stat]]
     meta.provenance.update(
         bundled=True,
         note=args.note,

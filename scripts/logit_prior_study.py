@@ -100,7 +100,7 @@ def main() -> int:
             model.load_state_dict(torch.load(folder / "final_state.pt", weights_only=True))
             adaptation = with_logit_stats(cfg.replace(speaker_adapt_logit_prior=1.0), data,
                                           history, model, parts.train, parts.shifts["train"],
-                                          rt.device)
+                                          rt.device, store)
 
             def score(items, shifts, model=model):
                 return predict(model, store, items, cfg.eval_batch_size, rt.device,

@@ -34,7 +34,7 @@ from pyser.training.data import prepare_data
 from pyser.training.metrics import logits_report
 from pyser.training.predict import predict
 from pyser.training.runtime import setup_runtime, torch_settings
-from pyser.training.store import view_store
+from pyser.training.store import SERVED_VIEW, view_store
 from pyser.training.speaker_adapt import normalize_logits
 from pyser.training.train import (FoldParts, fold_dir, fold_seed, new_model, speaker_history,
                                   with_logit_stats)
@@ -101,7 +101,8 @@ def main() -> int:
             outputs = None
             if history is not None and cfg.speaker_adapt_logit_prior > 0:
                 outputs = with_logit_stats(cfg, data, history, model, parts.train,
-                                           parts.shifts["train"], rt.device)
+                                           parts.shifts["train"], rt.device,
+                                           stores.get(SERVED_VIEW, (None,))[0])
             speakers = [(data.utts[int(i)].corpus, data.utts[int(i)].speaker) for i in idx]
             y = data.y[idx]
             corpora = np.array([data.utts[int(i)].corpus for i in idx])

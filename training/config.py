@@ -244,9 +244,10 @@ class TrainConfig:
     """Also scale each bin so that the speaker's spread of speech frames matches the
     population's (per-speaker mean and variance normalisation; pyser.adapt.affine)."""
     speaker_adapt_logit_prior: float = 8.0
-    """Output normalisation (pyser.adapt, ``logit_mean``): the model file also gets its mean
-    logits over the training utterances as served, and a speaker's mean output is moved
-    onto them, shrunk by this many pseudo-utterances (0: off). The training is unchanged."""
+    """Output normalisation (pyser.adapt, ``logit_mean``): the model file also gets the
+    statistics of its logits over the training utterances as served, and a speaker's
+    outputs are moved onto them, the speaker's own statistics shrunk by this many
+    pseudo-utterances (0: off). The training is unchanged."""
     speaker_adapt_logit_scale: bool = True
     """Output normalisation maps each logit's spread too (``logit_std``): a z-score of the
     speaker's outputs, as the classical systems z-score their functionals."""

@@ -61,7 +61,8 @@ from pyser.training.results import write_fold, write_results
 from pyser.training.runtime import Runtime, autocast_dtype, setup_runtime, torch_settings
 from pyser.training.sampler import BatchSampler
 from pyser.training.speaker_adapt import SpeakerHistory, adapt_batch, speech_stats
-from pyser.training.store import SERVED_VIEW, collate, fit_normalization, view_store
+from pyser.training.store import (SERVED_VIEW, FeatureStore, collate, fit_normalization,
+                                  view_store)
 
 __all__ = [
     "FoldParts",
@@ -231,15 +232,18 @@ def speaker_history(cfg: TrainConfig, data: PreparedData, parts: FoldParts,
 
 def with_logit_stats(cfg: TrainConfig, data: PreparedData, history: SpeakerHistory,
                      model: nn.Module, idx: np.ndarray, shifts: np.ndarray,
-                     device: torch.device) -> SpeakerAdaptation:
+                     device: torch.device, served: FeatureStore | None = None
+                     ) -> SpeakerAdaptation:
     """``history``'s adaptation, with output normalisation when the config asks for it: the
     per-class mean (and with ``speaker_adapt_logit_scale`` the standard deviation) of the
     model's logits over utterances ``idx`` (the training ones) scored as served (the
-    speech span with its margin, ``shifts`` their stream-order adaptation)."""
+    speech span with its margin, ``shifts`` their stream-order adaptation). ``served``:
+    the ``SERVED_VIEW`` store of ``data`` when the caller has one (built otherwise)."""
     if cfg.speaker_adapt_logit_prior == 0:
         return history.adaptation
-    store, crop = view_store(data.store, data.feature_config.frame_rate, SERVED_VIEW)
-    logits, _ = predict(model, store, idx, cfg.eval_batch_size, device, crop=crop,
+    if served is None:
+        served, _ = view_store(data.store, data.feature_config.frame_rate, SERVED_VIEW)
+    logits, _ = predict(model, served, idx, cfg.eval_batch_size, device, crop=False,
                         shifts=shifts)
     logits = logits.astype(np.float64)
     return dataclasses.replace(
