@@ -1,6 +1,7 @@
 """Online speaker adaptation: the estimate's arithmetic, the training histories, and the
 runtime (Recognizer.predict with a speaker, EmotionStream) on real speech."""
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -8,8 +9,9 @@ import pytest
 import soundfile as sf
 from crnn_factory import random_crnn
 import torch
-from pyser.training.speaker_adapt import (SpeakerHistory, SpeechStats, adapt_batch,
-                                          normalize_logits, speech_stats, stream_orders)
+from pyser.training.speaker_adapt import (LogitMemory, SpeakerHistory, SpeechStats,
+                                          adapt_batch, normalize_logits, speech_stats,
+                                          stream_orders)
 
 from pyser.adapt import MAX_GAIN, SpeakerAdaptation, SpeakerState
 from pyser.features import FeatureConfig, extract_features
@@ -279,6 +281,74 @@ def test_train_shifts_draw_other_training_utterances_of_the_speaker():
             assert any(np.allclose(row, p) for p in possible[int(i)])
     none = history(p_none=1.0)
     assert not none.train_shifts(np.arange(9), rng).any()
+
+
+def test_drawn_histories_are_the_ones_the_training_shifts_come_from():
+    h = history(max_history=3)
+    batch = np.array([0, 4, 5, 8, 2])
+    drawn = h.draw(batch, np.random.default_rng(5))
+    np.testing.assert_array_equal(h.shifts_of(drawn),
+                                  h.train_shifts(batch, np.random.default_rng(5)))
+    for i, past in zip(batch, drawn):
+        if past is not None:
+            assert 1 <= len(past) <= 3 and i not in past and len(set(past)) == len(past)
+            assert {h.speakers[j] for j in past} == {h.speakers[i]} and (past < 9).all()
+    assert all(p is None for p in history(p_none=1.0).draw(batch, np.random.default_rng(0)))
+
+
+def memory(prior=8.0, scale=True):
+    """A LogitMemory over 8 utterances, 6 of them training ones, with a 3-wide embedding."""
+    torch.manual_seed(0)
+    fc2 = torch.nn.Linear(3, len(LABELS))
+    return LogitMemory(adaptation(n_bins=4), 8, np.arange(6), 3, prior, scale), fc2
+
+
+@pytest.mark.parametrize("scale", [True, False])
+def test_logit_memory_normalises_by_the_history_as_a_speaker_state_would(scale):
+    mem, fc2 = memory(scale=scale)
+    rng = np.random.default_rng(2)
+    z = torch.from_numpy(rng.standard_normal((8, 3)).astype(np.float32))
+    logits = torch.from_numpy(rng.standard_normal((2, len(LABELS))).astype(np.float32))
+    histories = [np.array([1, 2, 4]), None]
+    # nothing remembered yet: the logits pass as they are, and the batch is remembered
+    out = mem.normaliser(np.array([0, 3]), histories, fc2)(logits, z[[0, 3]])
+    torch.testing.assert_close(out, logits)
+    assert mem.seen.tolist() == [True, False, False, True, False, False, False, False]
+    mem.remember(np.arange(1, 6)[::-1].copy(), z[1:6].flip(0))
+    mem.remember([7], z[[7]])  # not a training utterance: not in the population
+    assert mem.ready
+    wanted = logits.double().numpy().copy()
+    with torch.no_grad():
+        heard = fc2(z).double().numpy()
+    population = heard[:6]
+    a = dataclasses.replace(mem.adaptation, logit_mean=population.mean(0), logit_prior=8.0,
+                            logit_std=population.std(0) if scale else None)
+    state = a.new_speaker()
+    for row in heard[[1, 2, 4]]:
+        state.add_logits(row)
+    wanted[0] = state.score(wanted[0])
+    x = logits.clone().requires_grad_(True)
+    out = mem.normaliser(np.array([0, 3]), histories, fc2)(x, z[[0, 3]])
+    np.testing.assert_allclose(out.detach().double().numpy(), wanted, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(wanted[0], logits[0].numpy(), atol=1e-3)
+    out.sum().backward()  # the gain and shift are constants: d out / d logits is the gain
+    gain = mem.affines(histories, fc2)[:, 0]
+    np.testing.assert_allclose(x.grad.numpy(), gain, rtol=1e-6)
+    assert fc2.weight.grad is None  # the history's logits carry no gradient
+
+
+def test_logit_memory_state_round_trips_and_refuses_another_folds():
+    mem, _ = memory()
+    mem.remember(np.arange(6), torch.randn(6, 3))
+    again, _ = memory()
+    again.load_state_dict(mem.state_dict())
+    assert again.ready and np.array_equal(again.z, mem.z)
+    other = LogitMemory(adaptation(n_bins=4), 9, np.arange(6), 3, 8.0, True)
+    with pytest.raises(ValueError, match="does not fit"):
+        other.load_state_dict(mem.state_dict())
+    assert not other.ready  # the refused state left it as it was
+    with pytest.raises(ValueError, match="prior must be > 0"):
+        LogitMemory(adaptation(n_bins=4), 8, np.arange(6), 3, 0.0, True)
 
 
 def test_scaling_histories_are_gain_offset_pairs_of_earlier_utterances():

@@ -1098,6 +1098,34 @@ def test_speaker_adaptation_trains_resumes_exactly_and_ships_its_constants(tmp_p
         run(tiny_config(corpus, out, **{**cfg, "speaker_adapt": False}), resume=True)
 
 
+def test_training_with_output_normalisation_changes_the_training_and_resumes_exactly(tmp_path):
+    from pyser.training.checkpoint import load_checkpoint
+    from pyser.training.config import ConfigError
+    from pyser.training.train import run
+
+    corpus = make_corpus(tmp_path / "corpus", n_per=4, syllables=True)
+    cfg = {"speaker_adapt": True, "speaker_adapt_logit_train": True, "steps": 16,
+           "eval_every": 8, "best_after_step": 0}
+    full = run(tiny_config(corpus, tmp_path / "full", **cfg))
+    plain = run(tiny_config(corpus, tmp_path / "plain",
+                            **{**cfg, "speaker_adapt_logit_train": False}))
+    a = torch.load(Path(full["dir"]) / "folds" / "r0_f0" / "final_state.pt")
+    b = torch.load(Path(plain["dir"]) / "folds" / "r0_f0" / "final_state.pt")
+    assert not torch.equal(a["fc2.weight"], b["fc2.weight"])  # the loss read other logits
+
+    out = tmp_path / "interrupted"
+    assert run(tiny_config(corpus, out, stop_at_step=9, **cfg))["status"] == "stopped"
+    ckpt = load_checkpoint(out / "tiny" / "folds" / "r0_f0" / "checkpoint.pt")
+    assert bool(ckpt["logit_memory"]["seen"].any())  # the memory travels with the checkpoint
+    assert run(tiny_config(corpus, out, **cfg), resume=True)["status"] == "done"
+    c = torch.load(out / "tiny" / "folds" / "r0_f0" / "final_state.pt")
+    for k in a:
+        assert torch.equal(a[k], c[k]), k
+    for bad in ({"speaker_adapt": False}, {"speaker_adapt_logit_prior": 0.0}):
+        with pytest.raises(ConfigError, match="speaker_adapt_logit_train needs"):
+            tiny_config(corpus, tmp_path / "bad", **{**cfg, **bad})
+
+
 def test_a_final_model_gets_the_same_logit_stats_from_training_and_from_bundling(tmp_path):
     """bundle_model.py --logit-stats-from: a split "all" model trained before output
     normalisation existed gets the logit mean a training run now writes itself."""

@@ -161,9 +161,11 @@ def save_checkpoint(
     cfg: TrainConfig,
     fold: Any,
     average: dict | None = None,
+    logit_memory: dict | None = None,
 ) -> None:
     """Write the fold's checkpoint after ``step`` steps (atomically); ``average``: the
-    weight average's state, when one is kept."""
+    weight average's state, when one is kept; ``logit_memory``: the embeddings training's
+    output normalisation remembers (pyser.training.speaker_adapt.LogitMemory), when used."""
     torch_save(
         {
             "format": CHECKPOINT_FORMAT,
@@ -180,6 +182,7 @@ def save_checkpoint(
             "repeat": int(fold.repeat),
             "fold": int(fold.fold),
             "average": average,
+            "logit_memory": logit_memory,
         },
         path,
     )

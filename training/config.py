@@ -247,10 +247,15 @@ class TrainConfig:
     """Output normalisation (pyser.adapt, ``logit_mean``): the model file also gets the
     statistics of its logits over the training utterances as served, and a speaker's
     outputs are moved onto them, the speaker's own statistics shrunk by this many
-    pseudo-utterances (0: off). The training is unchanged."""
+    pseudo-utterances (0: off). The training is unchanged unless
+    ``speaker_adapt_logit_train``."""
     speaker_adapt_logit_scale: bool = True
     """Output normalisation maps each logit's spread too (``logit_std``): a z-score of the
     speaker's outputs, as the classical systems z-score their functionals."""
+    speaker_adapt_logit_train: bool = False
+    """Train with output normalisation too: the loss reads each example's logits normalised
+    by its feature history's logits (pyser.training.speaker_adapt.LogitMemory), as the
+    runtime serves them. Needs ``speaker_adapt`` and a logit prior > 0; one process only."""
 
     # --- evaluation and model selection
     eval_every: int = 20
@@ -347,6 +352,10 @@ class TrainConfig:
                 and self.speaker_adapt_logit_prior >= 0):
             raise ConfigError("speaker_adapt_logit_prior must be >= 0 (0: off), got "
                               f"{self.speaker_adapt_logit_prior}")
+        if self.speaker_adapt_logit_train and not (self.speaker_adapt
+                                                   and self.speaker_adapt_logit_prior > 0):
+            raise ConfigError("speaker_adapt_logit_train needs speaker_adapt = true and "
+                              "speaker_adapt_logit_prior > 0")
         if not 0 <= self.speaker_adapt_p_none <= 1:
             raise ConfigError(
                 f"speaker_adapt_p_none must be in [0, 1], got {self.speaker_adapt_p_none}"

@@ -7,13 +7,15 @@ shift of a random history: with probability ``p_none`` nothing (the unadapted mo
 training utterances of the same speaker. Evaluation is what a stream would do: each test
 speaker's utterances in a fixed random order, each adapted by the ones before it (the
 first by nothing), never by itself. Output normalisation (``logit_mean``) needs no
-training: :func:`normalize_logits` scores streams with it after the fact.
+training: :func:`normalize_logits` scores streams with it after the fact; with
+:class:`LogitMemory` the loss reads normalised logits too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +25,7 @@ import torch
 from pyser.adapt import SpeakerAdaptation
 from pyser.vad import VadConfig, speech_mask
 
-__all__ = ["SpeakerHistory", "SpeechStats", "adapt_batch", "normalize_logits", "speech_stats",
+__all__ = ["LogitMemory", "SpeakerHistory", "SpeechStats", "adapt_batch", "normalize_logits", "speech_stats",
            "stream_orders"]
 
 
@@ -124,18 +126,33 @@ class SpeakerHistory:
         return self.adjust(s.sums[history].sum(axis=0), s.sumsqs[history].sum(axis=0),
                            float(s.counts[history].sum()))
 
-    def train_shifts(self, batch: Sequence[int], rng: np.random.Generator) -> np.ndarray:
-        """(B, *shape) float32: a random same-speaker history's adjustment per training
-        example."""
-        out = self.identity(len(batch))
-        for row, i in enumerate(batch):
+    def draw(self, batch: Sequence[int], rng: np.random.Generator) -> list[np.ndarray | None]:
+        """Each training example's random history: 1 to ``max_history`` other training
+        utterances of its speaker (indices), or None (``p_none`` of them, and a speaker's
+        only utterance)."""
+        out: list[np.ndarray | None] = []
+        for i in batch:
             others = self._train_by_speaker[self.speakers[int(i)]]
             others = others[others != i]
             if len(others) == 0 or rng.random() < self.p_none:
+                out.append(None)
                 continue
             k = int(rng.integers(1, min(self.max_history, len(others)) + 1))
-            out[row] = self._of(rng.choice(others, size=k, replace=False))
+            out.append(rng.choice(others, size=k, replace=False))
         return out
+
+    def shifts_of(self, histories: Sequence[np.ndarray | None]) -> np.ndarray:
+        """(B, *shape) float32: the adjustment each of :meth:`draw`'s histories gives."""
+        out = self.identity(len(histories))
+        for row, history in enumerate(histories):
+            if history is not None:
+                out[row] = self._of(history)
+        return out
+
+    def train_shifts(self, batch: Sequence[int], rng: np.random.Generator) -> np.ndarray:
+        """(B, *shape) float32: a random same-speaker history's adjustment per training
+        example."""
+        return self.shifts_of(self.draw(batch, rng))
 
     def stream_shifts(self, idx: Sequence[int], seed: int = 0) -> np.ndarray:
         """(len(idx), *shape) float32: each utterance's adjustment when each speaker's
@@ -151,6 +168,92 @@ class SpeakerHistory:
             for p in range(1, len(order)):
                 out[order[p]] = self.adjust(heard[p - 1], heard_sq[p - 1], float(frames[p - 1]))
         return out
+
+
+class LogitMemory:
+    """Output normalisation in training, so that the loss reads logits as the runtime serves
+    them (``speaker_adapt_logit_train``).
+
+    The runtime normalises each logit by its speaker's earlier outputs
+    (:meth:`pyser.adapt.SpeakerState.score`). In training an example's earlier utterances are
+    its feature history (:meth:`SpeakerHistory.draw`); scoring them anew would cost a forward
+    pass each, so the memory keeps every training utterance's embedding z from the last
+    batch it was in and reads their logits through the current FC2. The population's
+    statistics are those of every remembered training utterance's logits. Until each training
+    utterance has been in a batch once, logits pass unchanged. The normalisation's gain and
+    shift are constants of the step: the gradient flows through the example's own logits.
+
+    Args:
+        adaptation: the fold's feature adaptation (its logit fields are replaced).
+        n_items: the number of stored utterances (indices run over all of them).
+        train_idx: the training utterances.
+        dim: the embedding's size.
+        prior: output normalisation's prior, in utterances (> 0).
+        scale: also map each logit's spread (``speaker_adapt_logit_scale``).
+    """
+
+    def __init__(self, adaptation: SpeakerAdaptation, n_items: int, train_idx: Sequence[int],
+                 dim: int, prior: float, scale: bool) -> None:
+        if not prior > 0:
+            raise ValueError(f"LogitMemory: prior must be > 0, got {prior!r}")
+        self.adaptation, self.prior, self.scale = adaptation, float(prior), scale
+        self.train_idx = np.asarray(train_idx, dtype=np.int64)
+        self.z = np.zeros((n_items, dim), dtype=np.float32)
+        self.seen = np.zeros(n_items, dtype=bool)
+
+    @property
+    def ready(self) -> bool:
+        """Whether every training utterance has an embedding yet."""
+        return bool(self.seen[self.train_idx].all())
+
+    def remember(self, batch: Sequence[int], z: torch.Tensor) -> None:
+        """Keep ``z`` (B, dim), the embeddings of ``batch``'s utterances."""
+        rows = np.asarray(batch, dtype=np.int64)
+        self.z[rows] = z.detach().float().cpu().numpy()
+        self.seen[rows] = True
+
+    def affines(self, histories: Sequence[np.ndarray | None], fc2: torch.nn.Linear
+                ) -> np.ndarray:
+        """(B, 2, C) float64 (gain, shift) per example: the runtime's
+        :meth:`~pyser.adapt.SpeakerAdaptation.logit_affine` for its history's remembered
+        logits (None: gain 1, shift 0)."""
+        with torch.no_grad():
+            z = torch.from_numpy(self.z).to(fc2.weight.device, fc2.weight.dtype)
+            logits = fc2(z).double().cpu().numpy()
+        out = np.zeros((len(histories), 2, fc2.out_features))
+        out[:, 0] = 1.0
+        if not self.ready:
+            return out
+        population = logits[self.train_idx]
+        adaptation = dataclasses.replace(
+            self.adaptation, logit_mean=population.mean(axis=0), logit_prior=self.prior,
+            logit_std=np.maximum(population.std(axis=0), 1e-6) if self.scale else None)
+        for row, history in enumerate(histories):
+            if history is not None:
+                heard = logits[history]
+                out[row] = adaptation.logit_affine(heard.sum(axis=0),
+                                                   np.square(heard).sum(axis=0), len(heard))
+        return out
+
+    def normaliser(self, batch: Sequence[int], histories: Sequence[np.ndarray | None],
+                   fc2: torch.nn.Linear) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """``(logits, z) -> logits`` for one training step on ``batch`` (its examples'
+        ``histories``): the logits normalised, and the batch's embeddings remembered."""
+        def apply(logits: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+            affine = torch.from_numpy(self.affines(histories, fc2)).to(logits)
+            self.remember(batch, z)
+            return logits * affine[:, 0] + affine[:, 1]
+        return apply
+
+    def state_dict(self) -> dict:
+        return {"z": torch.from_numpy(self.z.copy()), "seen": torch.from_numpy(self.seen.copy())}
+
+    def load_state_dict(self, state: dict) -> None:
+        z, seen = state["z"].numpy(), state["seen"].numpy()
+        if z.shape != self.z.shape or seen.shape != self.seen.shape:
+            raise ValueError(f"logit memory of shape {tuple(z.shape)} does not fit this fold's "
+                             f"{self.z.shape}")
+        self.z, self.seen = z.astype(np.float32), seen.astype(bool)
 
 
 def normalize_logits(logits: np.ndarray, speakers: Sequence[Any], seed: int,

@@ -60,7 +60,8 @@ from pyser.training.progress import progress_bar
 from pyser.training.results import write_fold, write_results
 from pyser.training.runtime import Runtime, autocast_dtype, setup_runtime, torch_settings
 from pyser.training.sampler import BatchSampler
-from pyser.training.speaker_adapt import SpeakerHistory, adapt_batch, speech_stats
+from pyser.training.speaker_adapt import (LogitMemory, SpeakerHistory, adapt_batch,
+                                          speech_stats)
 from pyser.training.store import (SERVED_VIEW, FeatureStore, collate, fit_normalization,
                                   view_store)
 
@@ -333,13 +334,16 @@ def train_step(
     augment: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
     label_smoothing: float = 0.0,
     shifts: np.ndarray | None = None,
+    outputs: Callable[[Tensor, Tensor], Tensor] | None = None,
 ) -> list[float]:
     """One optimiser step on this rank's share of ``batch``; returns the batch's
     (loss, ce, center) averaged over the ranks. ``autocast``: the forward pass's reduced
     precision (None: float32); the losses are computed in float32 either way. ``augment``:
     ``(x, lengths) -> (x, lengths)`` applied to the collated frames (see pyser.training.augment).
     ``shifts``: each example's speaker adaptation (see
-    pyser.training.speaker_adapt.adapt_batch), applied first, or None."""
+    pyser.training.speaker_adapt.adapt_batch), applied first, or None. ``outputs``: maps
+    the shard's float32 ``(logits, z)`` to the logits the loss reads (see
+    pyser.training.speaker_adapt.LogitMemory), or None."""
     device = rt.device
     y_all = torch.as_tensor(data.y)
     shard = batch[rt.rank :: rt.world_size]
@@ -360,6 +364,8 @@ def train_step(
     with torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
         logits, z = net(x, lengths)
     logits, z = logits.float(), z.float()
+    if outputs is not None:
+        logits = outputs(logits, z)
     loss, ce, cl = joint_loss(logits, z, y, centers, weights, lam, weight_sum, label_smoothing)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -547,6 +553,14 @@ def train_fold(
     sampler = BatchSampler(len(parts.train), cfg.batch_size, seed)
     augment = make_augment(cfg, model, seed)
     history = speaker_history(cfg, data, parts, seed) if cfg.speaker_adapt else None
+    memory = None
+    if cfg.speaker_adapt_logit_train:
+        if rt.world_size > 1:
+            raise ValueError("speaker_adapt_logit_train runs in one process only: its memory "
+                             "of embeddings is not shared between ranks")
+        memory = LogitMemory(history.adaptation, len(data.y), parts.train,
+                             model.embedding_dim, cfg.speaker_adapt_logit_prior,
+                             cfg.speaker_adapt_logit_scale)
     if rt.world_size > sampler.batch_size:
         raise ValueError(f"batch of {sampler.batch_size} cannot be shared by {rt.world_size} ranks")
 
@@ -557,6 +571,8 @@ def train_fold(
         model.load_state_dict(ckpt["model"])
         if ckpt.get("average"):
             average.load_state_dict(ckpt["average"], device)
+        if memory is not None:
+            memory.load_state_dict(ckpt["logit_memory"])
         optimizer.load_state_dict(ckpt["optimizer"])
         centers.load_state_dict(ckpt["centers"])
         progress = Progress(int(ckpt["step"]), ckpt["best"], ckpt["history"], ckpt["window"])
@@ -572,7 +588,8 @@ def train_fold(
             save_checkpoint(ckpt_path, model=model, optimizer=optimizer, centers=centers,
                             sampler=sampler, step=progress.step, best=progress.best,
                             history=progress.history, window=progress.window, cfg=cfg, fold=fold,
-                            average=average.state_dict() if average.count else None)
+                            average=average.state_dict() if average.count else None,
+                            logit_memory=memory.state_dict() if memory else None)
         rt.barrier()
 
     # ---- the training loop
@@ -587,10 +604,12 @@ def train_fold(
         batch = parts.train[sampler.next()]
         step_augment = partial(augment.apply, step=progress.step) if augment else None
         # a function of (seed, step), like the augmentation: a resumed run draws the same
-        shifts = (history.train_shifts(batch, np.random.default_rng([seed, progress.step, 7]))
-                  if history else None)
+        histories = (history.draw(batch, np.random.default_rng([seed, progress.step, 7]))
+                     if history else None)
+        shifts = history.shifts_of(histories) if history else None
+        outputs = memory.normaliser(batch, histories, model.fc2) if memory else None
         progress.add(train_step(net, centers, optimizer, data, batch, weights, lam, alpha, rt,
-                                autocast, step_augment, cfg.label_smoothing, shifts))
+                                autocast, step_augment, cfg.label_smoothing, shifts, outputs))
         progress.step += 1
         step = progress.step
         if cfg.average_from_step and step >= cfg.average_from_step:
