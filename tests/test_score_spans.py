@@ -60,3 +60,34 @@ speaker_adapt = true
     done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=600)
     assert done.returncode != 0 and "not the weights or data it had" in done.stderr
     assert "| test | " not in done.stdout
+
+
+ENSEMBLE = Path(__file__).resolve().parents[1] / "scripts" / "fold_ensemble.py"
+
+
+@pytest.mark.slow
+def test_fold_ensemble_scores_every_set_of_seeds_models_and_needs_two_seeds(tmp_path):
+    manifest = make_corpus(tmp_path / "corpus", n_per=3, syllables=True)
+    config = write_tiny_experiment(tmp_path, "tiny_ensemble", manifest, """
+seeds = [0, 1]
+
+[variants.adapt]
+speaker_adapt = true
+""")
+    run_experiment(str(config))
+    done = subprocess.run([sys.executable, str(ENSEMBLE), str(config), "--variant", "adapt"],
+                          check=False, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    runs = [line for line in lines if "/folds/r" in line]
+    assert len(runs) == 6 and {line.split("/folds/")[1][:2] for line in runs} == {"r0", "r1"}
+    table = [line for line in lines if line.startswith("| ")]
+    assert table[0] == "| models | pooled | csv |"
+    one, two = (line.strip("| ").split(" | ") for line in table[1:])
+    assert one[0] == "1" and " ± " in one[1] and two[0] == "2" and " ± " not in two[1]
+    assert all(0 <= float(c.split(" ± ")[0]) <= 100 for c in one[1:] + two[1:])
+    assert one[1] == one[2] and two[1] == two[2]  # one corpus: it is the pool
+    single = subprocess.run([sys.executable, str(ENSEMBLE), str(config), "--variant", "adapt",
+                             "--set", "seeds=[0]"],
+                            check=False, capture_output=True, text=True, timeout=600)
+    assert single.returncode != 0 and "at least two split seeds" in single.stderr

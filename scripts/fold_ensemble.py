@@ -1,0 +1,110 @@
+"""Averaging the fold models, measured. In a run with several split seeds every utterance is
+tested once per seed, each time by a model that never heard its speaker. Averaging those
+models' posteriors is what shipping several models would serve; this scores it against
+the models alone. Every utterance is read as served (speech span + 0.5 s); with speaker
+adaptation each speaker's utterances go through one stream (feature adaptation and output
+normalisation by the earlier ones) in one order that every model shares.
+
+    python scripts/fold_ensemble.py ablation_adapt_seeds --variant adapt --set seeds=[0,1,2]
+
+Prints UA pooled over every utterance (and per corpus) for each model set size k: the mean
+over every set of k seeds' models. Averaging weights is not scored: the fold models start
+from different initialisations and normalise their inputs by different training sets.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+
+import numpy as np
+import torch
+
+from pyser.training.config import ConfigError, load_experiment
+from pyser.training.data import prepare_data
+from pyser.training.metrics import logits_report
+from pyser.training.predict import predict
+from pyser.training.runtime import setup_runtime, torch_settings
+from pyser.training.speaker_adapt import normalize_logits
+from pyser.training.store import SERVED_VIEW, view_store
+from pyser.training.train import (FoldParts, fold_dir, fold_seed, new_model, speaker_history,
+                                  with_logit_stats)
+
+ORDER_SEED = 0
+"""The stream order of each speaker's utterances, the same for every model."""
+
+
+def served_posteriors(cfg, data, fold, store, crop, device) -> tuple[np.ndarray, np.ndarray]:
+    """(test idx, (n, C) posteriors as served) of one fold run's last-step weights."""
+    parts = FoldParts.of(fold, data.y, len(data.labels))
+    model = new_model(data, parts.train, device, channels_last=False)
+    model.load_state_dict(torch.load(fold_dir(cfg, fold) / "final_state.pt", weights_only=True))
+    history = speaker_history(cfg, data, parts, fold_seed(cfg, fold)) if cfg.speaker_adapt \
+        else None
+    outputs = None
+    if history is not None and cfg.speaker_adapt_logit_prior > 0:
+        outputs = with_logit_stats(cfg, data, history, model, parts.train,
+                                   parts.shifts["train"], device, store)
+    speakers = [(u.corpus, u.speaker) for u in data.utts]
+    test = np.asarray(parts.test, dtype=np.int64)
+    out = np.zeros((len(test), len(data.labels)))
+    for key in sorted({speakers[i] for i in test}, key=str):
+        pos = np.flatnonzero([speakers[i] == key for i in test])
+        idx = test[pos]
+        shifts = history.stream_shifts(idx, ORDER_SEED) if history is not None else None
+        logits, _ = predict(model, store, idx, cfg.eval_batch_size, device, crop=crop,
+                            shifts=shifts)
+        if outputs is not None:
+            logits = normalize_logits(logits, [key] * len(idx), ORDER_SEED, outputs)
+        logits = logits - logits.max(axis=1, keepdims=True)
+        out[pos] = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return test, out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("name", help="experiment config name")
+    p.add_argument("--variant", default=None)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = p.parse_args()
+    try:
+        cfg = load_experiment(args.name, args.overrides).variant(args.variant)
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from None
+    if len(cfg.seeds) < 2:
+        raise SystemExit(f"{cfg.experiment}: needs at least two split seeds, has {cfg.seeds}")
+    rt = setup_runtime("cpu")
+    data = prepare_data(cfg, rt)
+    store, crop = view_store(data.store, data.feature_config.frame_rate, SERVED_VIEW)
+    n, n_classes = len(data.y), len(data.labels)
+    posteriors = np.full((len(cfg.seeds), n, n_classes), np.nan)
+    with torch_settings(cfg, rt.device):
+        for fold in data.folds:
+            test, post = served_posteriors(cfg, data, fold, store, crop, rt.device)
+            posteriors[fold.repeat, test] = post
+            print(fold_dir(cfg, fold), f"UA {logits_report(data.y[test], post, n_classes)['ua']:.4f}",
+                  flush=True)
+    tested = ~np.isnan(posteriors).any(axis=(0, 2))
+    if not tested.any():
+        raise SystemExit("no utterance was tested under every seed")
+    corpora = np.array([u.corpus for u in data.utts])[tested]
+    y = data.y[tested]
+    names = ["pooled", *sorted(set(corpora))]
+    print(f"\n{cfg.experiment}: UA % over the {int(tested.sum())} utterances each seed tests, "
+          "as served; k models' posteriors averaged (mean ± std over every set of k seeds)\n")
+    print("| models | " + " | ".join(names) + " |")
+    print("|---|" + "---:|" * len(names))
+    for k in range(1, len(cfg.seeds) + 1):
+        cells = {name: [] for name in names}
+        for subset in itertools.combinations(range(len(cfg.seeds)), k):
+            mean = posteriors[list(subset)][:, tested].mean(axis=0)
+            for name in names:
+                mine = np.ones(len(y), bool) if name == "pooled" else corpora == name
+                cells[name].append(100 * logits_report(y[mine], mean[mine], n_classes)["ua"])
+        print(f"| {k} | " + " | ".join(
+            f"{np.mean(v):.1f}" + (f" ± {np.std(v, ddof=1):.1f}" if len(v) > 1 else "")
+            for v in cells.values()) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
