@@ -81,8 +81,8 @@ def main() -> int:
         for fold in data.folds:
             test, post = served_posteriors(cfg, data, fold, store, crop, rt.device)
             posteriors[fold.repeat, test] = post
-            print(fold_dir(cfg, fold), f"UA {logits_report(data.y[test], post, n_classes)['ua']:.4f}",
-                  flush=True)
+            ua = logits_report(data.y[test], post, n_classes)["ua"]
+            print(fold_dir(cfg, fold), f"UA {ua:.4f}", flush=True)
     tested = ~np.isnan(posteriors).any(axis=(0, 2))
     if not tested.any():
         raise SystemExit("no utterance was tested under every seed")

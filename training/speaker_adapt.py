@@ -25,8 +25,8 @@ import torch
 from pyser.adapt import SpeakerAdaptation
 from pyser.vad import VadConfig, speech_mask
 
-__all__ = ["LogitMemory", "SpeakerHistory", "SpeechStats", "adapt_batch", "normalize_logits", "speech_stats",
-           "stream_orders"]
+__all__ = ["LogitMemory", "SpeakerHistory", "SpeechStats", "adapt_batch", "normalize_logits",
+           "speech_stats", "stream_orders"]
 
 
 @dataclass(frozen=True)
@@ -217,13 +217,13 @@ class LogitMemory:
         """(B, 2, C) float64 (gain, shift) per example: the runtime's
         :meth:`~pyser.adapt.SpeakerAdaptation.logit_affine` for its history's remembered
         logits (None: gain 1, shift 0)."""
-        with torch.no_grad():
-            z = torch.from_numpy(self.z).to(fc2.weight.device, fc2.weight.dtype)
-            logits = fc2(z).double().cpu().numpy()
         out = np.zeros((len(histories), 2, fc2.out_features))
         out[:, 0] = 1.0
         if not self.ready:
             return out
+        with torch.no_grad():
+            z = torch.from_numpy(self.z).to(fc2.weight.device, fc2.weight.dtype)
+            logits = fc2(z).double().cpu().numpy()
         population = logits[self.train_idx]
         adaptation = dataclasses.replace(
             self.adaptation, logit_mean=population.mean(axis=0), logit_prior=self.prior,
