@@ -9,7 +9,8 @@ A work item is one (config, fold index) pair of an experiment; it trains that fo
 seed of the config in turn. Items run in the order the experiments are named, so name the
 most important first. Each finished fold run writes its ``result.json`` (what ``--resume``
 skips on), so whatever finished before the deadline is kept; items not started by then are
-left for a later call. The parent computes every config's features first (one process), so
+left for a later call. An item that distils from teachers (``distill_teachers``) waits
+until their fold runs have finished, so teachers and students can share one call. The parent computes every config's features first (one process), so
 workers only read the feature cache. A small CRNN leaves most of an H100/H200 idle, which is
 why several processes share it.
 """
@@ -20,9 +21,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from pyser.training.config import load_experiment
 from pyser.training.data import prepare_data
+from pyser.training.distill import teacher_paths, teachers_ready
 from pyser.training.experiments import _DATA_KEYS
 from pyser.training.runtime import setup_runtime
 from pyser.training.train import run
@@ -36,6 +39,23 @@ def work_items(names: list[str], overrides: list[str]) -> list[tuple[str, int, i
             folds = cfg.folds or list(range(cfg.n_folds))
             items += [(name, i, k) for k in folds]
     return items
+
+
+def item_teachers(name: str, index: int, fold: int, overrides: list[str]) -> list[Path]:
+    """The teacher files that item (name, index, fold) distils from, over all its seeds."""
+    cfg = load_experiment(name, overrides).configs()[index]
+    return [p for repeat in range(len(cfg.seeds))
+            for p in teacher_paths(cfg.distill_teachers, cfg.out_dir,
+                                   SimpleNamespace(repeat=repeat, fold=fold))]
+
+
+def next_ready(todo: list[tuple[str, int, int]], teachers: dict, idle: bool) -> int | None:
+    """Index in ``todo`` of the first item whose teachers are ready; with nothing running
+    (``idle``), the first item anyway (its run then names the missing teacher)."""
+    for i, item in enumerate(todo):
+        if teachers_ready(teachers[item]):
+            return i
+    return 0 if idle and todo else None
 
 
 def prepare_features(names: list[str], overrides: list[str]) -> None:
@@ -72,6 +92,7 @@ def main() -> int:
     start = time.monotonic()
     prepare_features(args.names, args.overrides)
     todo = work_items(args.names, args.overrides)
+    teachers = {item: item_teachers(*item, args.overrides) for item in todo}
     print(f"{len(todo)} items; features ready after {time.monotonic() - start:.0f} s", flush=True)
     sets = [a for o in args.overrides for a in ("--set", o)]
     running: list[tuple[subprocess.Popen, tuple]] = []
@@ -93,7 +114,10 @@ def main() -> int:
                 proc.wait()
             break
         while todo and len(running) < args.workers:
-            item = todo.pop(0)
+            i = next_ready(todo, teachers, idle=not running)
+            if i is None:
+                break
+            item = todo.pop(i)
             cmd = [sys.executable, str(Path(__file__).resolve()), *args.names[:1], *sets,
                    "--item", *map(str, item)]
             running.append((subprocess.Popen(cmd), item))

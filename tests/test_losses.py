@@ -15,6 +15,7 @@ from pyser.training.losses import (
     center_loss,
     class_counts,
     class_weights,
+    distillation_loss,
     joint_loss,
     weighted_cross_entropy,
 )
@@ -196,3 +197,44 @@ def test_label_smoothing_is_cross_entropy_against_the_smoothed_target():
     got = weighted_cross_entropy(logits, y, w, label_smoothing=s)
     assert torch.allclose(got, want, atol=1e-6)
     assert not torch.allclose(got, weighted_cross_entropy(logits, y, w), atol=1e-3)
+
+
+def test_distillation_loss_is_the_weighted_tempered_kl_times_t_squared():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]], dtype=torch.float64)
+    p = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3]], dtype=torch.float64)
+    y = torch.tensor([0, 2])
+    w = torch.tensor([1.0, 1.0, 3.0])
+    t = 2.0
+    q = np.exp(logits.numpy() / t)
+    q /= q.sum(axis=1, keepdims=True)
+    kl = (p.numpy() * np.log(p.numpy() / q)).sum(axis=1)
+    want = t**2 * (1.0 * kl[0] + 3.0 * kl[1]) / 4.0
+    assert distillation_loss(logits, p, y, t, w).item() == pytest.approx(want, rel=1e-12)
+    # the student at the teachers' tempered posteriors: nothing to learn
+    same = torch.softmax(logits / t, dim=1)
+    assert distillation_loss(logits, same, y, t, w).item() == pytest.approx(0.0, abs=1e-12)
+    # its gradient is the cross-entropy's with soft targets, T * w_i (q_i - p_i) / sum(w)
+    x = logits.clone().requires_grad_(True)
+    distillation_loss(x, p, y, t, w).backward()
+    wi = w[y][:, None]
+    torch.testing.assert_close(x.grad, t * wi * (torch.softmax(logits / t, 1) - p) / wi.sum())
+    with pytest.raises(ValueError, match="shape"):
+        distillation_loss(logits, p[:, :2], y, t, w)
+
+
+def test_joint_loss_blends_cross_entropy_and_distillation():
+    torch.manual_seed(0)
+    logits, z = torch.randn(6, 4), torch.randn(6, 8)
+    y = torch.tensor([0, 1, 2, 3, 1, 2])
+    p = torch.softmax(torch.randn(6, 4), dim=1)
+    w = class_weights([3, 4, 5, 2])
+    centers = CenterLoss(4, 8)
+    centers.centers.copy_(torch.randn(4, 8))
+    total, ce, cl = joint_loss(logits, z, y, centers, w, 0.3, teacher_probs=p,
+                               distill_weight=0.25, temperature=3.0)
+    want_ce = (0.75 * weighted_cross_entropy(logits, y, w)
+               + 0.25 * distillation_loss(logits, p, y, 3.0, w))
+    torch.testing.assert_close(ce, want_ce)
+    torch.testing.assert_close(total, want_ce + 0.3 * center_loss(z, y, centers.centers, w))
+    plain, plain_ce, _ = joint_loss(logits, z, y, centers, w, 0.3)
+    torch.testing.assert_close(plain_ce, weighted_cross_entropy(logits, y, w))

@@ -75,6 +75,10 @@ RESUME_KEYS = (
     "speaker_adapt_max_history",
     "speaker_adapt_p_none",
     "speaker_adapt_scale",
+    "speaker_adapt_logit_train",
+    "distill_teachers",
+    "distill_weight",
+    "distill_temperature",
     "average_from_step",
     "eval_every",
     "best_after_step",
@@ -248,7 +252,8 @@ def load_resumable(path: Path, cfg: TrainConfig, fold: Any) -> dict:
     old = ckpt["config"]
     keys = RESUME_KEYS + (("steps",) if cfg.lr_schedule != "constant" else ())  # sets the curve
     # A key the checkpoint's pyser did not know yet had its default then.
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    defaults = {f.name: f.default if f.default_factory is dataclasses.MISSING
+                else f.default_factory() for f in dataclasses.fields(TrainConfig)}
     changed = sorted(k for k in keys if old.get(k, defaults.get(k)) != getattr(cfg, k))
     if changed:
         was = ", ".join(f"{k}={old.get(k)!r}" for k in changed)

@@ -257,6 +257,18 @@ class TrainConfig:
     by its feature history's logits (pyser.training.speaker_adapt.LogitMemory), as the
     runtime serves them. Needs ``speaker_adapt`` and a logit prior > 0; one process only."""
 
+    # --- knowledge distillation (pyser.training.distill)
+    distill_teachers: list[str] = field(default_factory=list)
+    """Model files (``pyser.model.save_model``) whose averaged posteriors the run also
+    learns from, one path template per teacher: ``{repeat}`` and ``{fold}`` name the fold,
+    and a relative path lies under ``out_dir``. Every teacher must have been trained on the
+    same fold of the same split (checked from its metadata). Empty: off."""
+    distill_weight: float = 0.5
+    """The distillation term's share of the classification loss (the cross-entropy keeps
+    the rest)."""
+    distill_temperature: float = 2.0
+    """Temperature of the teachers' and the student's posteriors in the distillation term."""
+
     # --- evaluation and model selection
     eval_every: int = 20
     """Dev UA every this many steps (and at the last step)."""
@@ -360,6 +372,16 @@ class TrainConfig:
             raise ConfigError(
                 f"speaker_adapt_p_none must be in [0, 1], got {self.speaker_adapt_p_none}"
             )
+        if self.distill_teachers:
+            if not 0 < self.distill_weight <= 1:
+                raise ConfigError(f"distill_weight must be in (0, 1], got {self.distill_weight}")
+            if not (math.isfinite(self.distill_temperature) and self.distill_temperature > 0):
+                raise ConfigError(
+                    f"distill_temperature must be > 0, got {self.distill_temperature}"
+                )
+            if self.speaker_adapt_logit_train:
+                raise ConfigError("distill_teachers and speaker_adapt_logit_train cannot be "
+                                  "combined: the teachers' logits are not output-normalised")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.lr_schedule not in ("constant", "cosine"):

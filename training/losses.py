@@ -54,6 +54,7 @@ __all__ = [
     "center_loss",
     "class_counts",
     "class_weights",
+    "distillation_loss",
     "joint_loss",
     "weighted_cross_entropy",
 ]
@@ -138,6 +139,39 @@ def center_loss(
     return (w * d2).sum() / denom
 
 
+def distillation_loss(
+    logits: Tensor,
+    teacher_probs: Tensor,
+    targets: Tensor,
+    temperature: float,
+    weights: Tensor | None = None,
+    weight_sum: Tensor | float | None = None,
+) -> Tensor:
+    """Class-weighted distillation loss (Hinton et al. 2015),
+    ``T^2 * sum_i w_{y_i} KL(p_i || softmax(logits_i / T)) / sum_i w_{y_i}``.
+
+    The ``T^2`` keeps its gradient on the scale of the cross-entropy's as ``T`` changes;
+    the class weights are the cross-entropy's, so a rare class counts as much here as there.
+
+    Args:
+        logits: (B, C) the student's logits.
+        teacher_probs: (B, C) the teachers' posteriors at temperature ``T`` (rows sum to 1).
+        targets: (B,) int64 true classes (they only pick each example's weight).
+        temperature: ``T`` > 0.
+        weights, weight_sum: as in :func:`weighted_cross_entropy`.
+    Returns:
+        scalar tensor; 0 when the student's tempered posteriors equal the teachers'.
+    """
+    if teacher_probs.shape != logits.shape:
+        raise ValueError(f"teacher_probs {tuple(teacher_probs.shape)} must have the logits' "
+                         f"shape {tuple(logits.shape)}")
+    w = _example_weights(targets, weights, logits)
+    log_q = F.log_softmax(logits / temperature, dim=1)
+    kl = F.kl_div(log_q, teacher_probs.to(log_q.dtype), reduction="none").sum(dim=1)
+    denom = w.sum() if weight_sum is None else weight_sum
+    return temperature**2 * (w * kl).sum() / denom
+
+
 def _dist_ready() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
@@ -214,8 +248,17 @@ def joint_loss(
     lambda_: float,
     weight_sum: Tensor | float | None = None,
     label_smoothing: float = 0.0,
+    teacher_probs: Tensor | None = None,
+    distill_weight: float = 0.0,
+    temperature: float = 1.0,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """``CE + lambda * L_c``; returns (total, ce, center), the last two for logging."""
+    """``CE + lambda * L_c``; returns (total, ce, center), the last two for logging.
+
+    With ``teacher_probs`` (see :func:`distillation_loss`) the classification term is
+    ``(1 - distill_weight) * CE + distill_weight * KD`` and ``ce`` reports that blend."""
     ce = weighted_cross_entropy(logits, targets, weights, weight_sum, label_smoothing)
+    if teacher_probs is not None:
+        kd = distillation_loss(logits, teacher_probs, targets, temperature, weights, weight_sum)
+        ce = (1.0 - distill_weight) * ce + distill_weight * kd
     cl = centers(z, targets, weights, weight_sum)
     return ce + lambda_ * cl, ce, cl

@@ -20,6 +20,7 @@ from pyser.model import ModelMetadata, save_model
 from pyser.training.checkpoint import torch_save
 from pyser.training.config import TrainConfig
 from pyser.training.data import PreparedData
+from pyser.training.distill import teacher_paths
 from pyser.training.metrics import summarize
 
 __all__ = [
@@ -56,10 +57,21 @@ def fold_provenance(cfg: TrainConfig, data: PreparedData, fold: Any, result: dic
         "center_lambda": cfg.center_lambda,
         "center_alpha": cfg.center_alpha,
         "experiment": cfg.experiment,
+        **_distill_provenance(cfg, fold),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "pyser_version": pyser_version,
         "trainer": "pyser.training.train",
     }
+
+
+def _distill_provenance(cfg: TrainConfig, fold: Any) -> dict:
+    """``{"distill": {teachers, weight, temperature}}`` for a distilled run, else {}."""
+    if not cfg.distill_teachers:
+        return {}
+    return {"distill": {"teachers": [str(p) for p in teacher_paths(cfg.distill_teachers,
+                                                                   cfg.out_dir, fold)],
+                        "weight": cfg.distill_weight,
+                        "temperature": cfg.distill_temperature}}
 
 
 def write_fold(

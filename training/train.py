@@ -52,6 +52,7 @@ from pyser.training.calibration import calibration_report
 from pyser.training.checkpoint import cpu_state, load_resumable, save_checkpoint, set_rng_state
 from pyser.training.config import TrainConfig
 from pyser.training.data import PreparedData, fold_sizes_by_corpus, prepare_data
+from pyser.training.distill import Teachers, teacher_paths
 from pyser.training.events import EventLog
 from pyser.training.losses import CenterLoss, LossSchedule, class_counts, class_weights, joint_loss
 from pyser.training.metrics import format_summary, logits_report
@@ -215,6 +216,18 @@ def new_model(
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
+def fold_teachers(cfg: TrainConfig, data: PreparedData, fold: Any,
+                  device: torch.device) -> Teachers | None:
+    """The fold's distillation teachers (``cfg.distill_teachers``), or None."""
+    if not cfg.distill_teachers:
+        return None
+    identity = {"corpus": data.info["corpus"], "task": cfg.task, "split": data.split_kind,
+                "n_folds": cfg.n_folds, "split_seed": fold.seed, "fold": int(fold.fold)}
+    return Teachers.load(teacher_paths(cfg.distill_teachers, cfg.out_dir, fold), data.labels,
+                         data.feature_config.to_dict(), identity, cfg.distill_temperature,
+                         device)
+
+
 def speaker_history(cfg: TrainConfig, data: PreparedData, parts: FoldParts,
                     seed: int) -> SpeakerHistory:
     """The fold's speaker adaptation; fills ``parts.shifts`` with each part's stream-order
@@ -335,6 +348,8 @@ def train_step(
     label_smoothing: float = 0.0,
     shifts: np.ndarray | None = None,
     outputs: Callable[[Tensor, Tensor], Tensor] | None = None,
+    teachers: Teachers | None = None,
+    distill_weight: float = 0.0,
 ) -> list[float]:
     """One optimiser step on this rank's share of ``batch``; returns the batch's
     (loss, ce, center) averaged over the ranks. ``autocast``: the forward pass's reduced
@@ -343,7 +358,9 @@ def train_step(
     ``shifts``: each example's speaker adaptation (see
     pyser.training.speaker_adapt.adapt_batch), applied first, or None. ``outputs``: maps
     the shard's float32 ``(logits, z)`` to the logits the loss reads (see
-    pyser.training.speaker_adapt.LogitMemory), or None."""
+    pyser.training.speaker_adapt.LogitMemory), or None. ``teachers``: their averaged
+    posteriors on the same input make ``distill_weight`` of the classification loss (see
+    pyser.training.distill), or None."""
     device = rt.device
     y_all = torch.as_tensor(data.y)
     shard = batch[rt.rank :: rt.world_size]
@@ -354,6 +371,7 @@ def train_step(
         x, lengths = augment(x, lengths)
     x, lengths = x.to(device, non_blocking=True), lengths.to(device, non_blocking=True)
     y = y_all[torch.from_numpy(shard)].to(device)
+    teacher_probs = teachers.probs(x, lengths, autocast) if teachers is not None else None
     weight_sum = None
     if rt.distributed:
         # the global batch's weight sum / world size: DDP's gradient average then equals
@@ -366,7 +384,9 @@ def train_step(
     logits, z = logits.float(), z.float()
     if outputs is not None:
         logits = outputs(logits, z)
-    loss, ce, cl = joint_loss(logits, z, y, centers, weights, lam, weight_sum, label_smoothing)
+    loss, ce, cl = joint_loss(logits, z, y, centers, weights, lam, weight_sum, label_smoothing,
+                              teacher_probs, distill_weight,
+                              teachers.temperature if teachers is not None else 1.0)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -553,6 +573,7 @@ def train_fold(
     sampler = BatchSampler(len(parts.train), cfg.batch_size, seed)
     augment = make_augment(cfg, model, seed)
     history = speaker_history(cfg, data, parts, seed) if cfg.speaker_adapt else None
+    teachers = fold_teachers(cfg, data, fold, device)
     memory = None
     if cfg.speaker_adapt_logit_train:
         if rt.world_size > 1:
@@ -609,7 +630,8 @@ def train_fold(
         shifts = history.shifts_of(histories) if history else None
         outputs = memory.normaliser(batch, histories, model.fc2) if memory else None
         progress.add(train_step(net, centers, optimizer, data, batch, weights, lam, alpha, rt,
-                                autocast, step_augment, cfg.label_smoothing, shifts, outputs))
+                                autocast, step_augment, cfg.label_smoothing, shifts, outputs,
+                                teachers, cfg.distill_weight))
         progress.step += 1
         step = progress.step
         if cfg.average_from_step and step >= cfg.average_from_step:
