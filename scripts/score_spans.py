@@ -1,5 +1,5 @@
-"""Score a finished run's last-step weights (each fold's final_state.pt) on views of every
-test utterance, each alone and (with speaker adaptation) in its speaker's stream:
+"""Score a finished run's last-step weights (each fold's final_state.pt; ``--weights best``:
+its best-dev weights, model.pt) on views of every test utterance, each alone and (with speaker adaptation) in its speaker's stream:
 
 * ``crop``: the centre ``max_seconds`` of the file, as the cross-validation scores it;
 * ``whole``: the whole file;
@@ -16,8 +16,10 @@ the logit statistics come from the fold's training utterances, as served, by the
 weights).
 
 ``--part dev`` scores the dev speakers instead (to choose between views without looking
-at test speakers). Prints one line per fold run and a table of mean ± std UA; nothing is rewritten. Scoring
-test crops, it stops unless its score of a fold equals the run's stored last-step UA.
+at test speakers). Prints one line per fold run and a table of mean ± std UA; nothing is
+rewritten. Scoring test crops, it stops unless its score of a fold equals the UA the run
+stored for those weights; a run trained on a GPU stored it in that device's arithmetic
+(bf16), so there the two are printed side by side instead.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ import numpy as np
 import torch
 
 from pyser._io import atomic_write_text, strict_json
+from pyser.model import load_model
 from pyser.training.config import ConfigError, load_experiment
 from pyser.training.data import prepare_data
 from pyser.training.metrics import logits_report
@@ -71,6 +74,9 @@ def main() -> int:
                    help="comma-separated: crop, whole, speech, speech+SECONDS (a margin)")
     p.add_argument("--part", choices=("test", "dev"), default="test",
                    help="score the test speakers (default) or the dev speakers (to choose)")
+    p.add_argument("--weights", choices=("last", "best"), default="last",
+                   help="last: each fold's final_state.pt (what a split 'all' model keeps); "
+                        "best: its model.pt (the best-dev weights)")
     p.add_argument("--json", type=Path, default=None, metavar="FILE",
                    help="also write the summary as JSON (scripts/bundle_model.py --spans)")
     args = p.parse_args()
@@ -89,6 +95,8 @@ def main() -> int:
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
     rows, by_corpus = [], {}
+    run_cfg = Path(cfg.out_dir) / cfg.experiment / "config.json"
+    trained_on = json.loads(run_cfg.read_text()).get("device", "") if run_cfg.is_file() else ""
     with torch_settings(cfg, rt.device):
         for fold in data.folds:
             folder = fold_dir(cfg, fold)
@@ -96,7 +104,9 @@ def main() -> int:
             seed = fold_seed(cfg, fold)
             history = speaker_history(cfg, data, parts, seed) if cfg.speaker_adapt else None
             model = new_model(data, parts.train, rt.device, channels_last=False)
-            model.load_state_dict(torch.load(folder / "final_state.pt", weights_only=True))
+            model.load_state_dict(
+                torch.load(folder / "final_state.pt", weights_only=True)
+                if args.weights == "last" else load_model(folder / "model.pt")[0].state_dict())
             idx = getattr(parts, args.part)
             outputs = None
             if history is not None and cfg.speaker_adapt_logit_prior > 0:
@@ -124,14 +134,18 @@ def main() -> int:
                             by_corpus.setdefault(key, {}).setdefault(c, []).append(
                                 logits_report(y[mine], lg[mine], len(data.labels))["ua"])
             if args.part == "test" and "crop alone" in row:
-                stored = json.loads((folder / "result.json").read_text())["test_last"]["ua"]
+                key = "test_last" if args.weights == "last" else "test"
+                stored = json.loads((folder / "result.json").read_text())[key]["ua"]
                 own = row["crop streamed" if cfg.speaker_adapt else "crop alone"]
-                if own != stored:
+                if trained_on.startswith("cuda"):
+                    print(f"{folder}: crop UA here {own:.4f}, on the GPU {stored:.4f}")
+                elif own != stored:
                     raise SystemExit(f"{folder}: the run's own scoring gives UA {own}, its "
                                      f"result.json {stored}: not the weights or data it had")
             print(folder, json.dumps({k: round(v, 4) for k, v in row.items()}), flush=True)
             rows.append(row)
-    print(f"\n{cfg.experiment}: last-step {args.part} UA %, mean ± std over {len(rows)} fold "
+    which = "last-step" if args.weights == "last" else "best-dev"
+    print(f"\n{cfg.experiment}: {which} {args.part} UA %, mean ± std over {len(rows)} fold "
           "runs\n")
     print("| scored on | " + " | ".join(k for k in rows[0]) + " |")
     print("|---|" + "---:|" * len(rows[0]))
