@@ -10,6 +10,16 @@ normalisation by the earlier ones) in one order that every model shares.
 Prints UA pooled over every utterance (and per corpus) for each model set size k: the mean
 over every set of k seeds' models. Averaging weights is not scored: the fold models start
 from different initialisations and normalise their inputs by different training sets.
+
+With ``--member`` (twice or more) the models are instead the runs of several configs on
+the same split (one split seed), e.g. the same recipe from other initialisations, or a
+distilled student beside its teachers; each member and every set of members is scored:
+
+    python scripts/fold_ensemble.py --set seeds=[0] --weights best \
+        --member ablation_pooled:adapt --member ablation_distill:teacher_seed1 \
+        --member ablation_distill:teacher_seed2 --member ablation_distill:student@runs_dev
+
+A member is ``NAME[:VARIANT][@OUT_DIR]``. ``--part dev`` scores the dev speakers instead.
 """
 from __future__ import annotations
 
@@ -19,7 +29,8 @@ import itertools
 import numpy as np
 import torch
 
-from pyser.training.config import ConfigError, load_experiment
+from pyser.model import load_model
+from pyser.training.config import ConfigError, TrainConfig, load_experiment
 from pyser.training.data import prepare_data
 from pyser.training.metrics import logits_report
 from pyser.training.predict import predict
@@ -33,11 +44,15 @@ ORDER_SEED = 0
 """The stream order of each speaker's utterances, the same for every model."""
 
 
-def served_posteriors(cfg, data, fold, store, crop, device) -> tuple[np.ndarray, np.ndarray]:
-    """(test idx, (n, C) posteriors as served) of one fold run's last-step weights."""
+def served_posteriors(cfg, data, fold, store, crop, device, weights: str = "last",
+                      part: str = "test") -> tuple[np.ndarray, np.ndarray]:
+    """(idx, (n, C) posteriors as served) of one fold run's last-step (``weights="best"``:
+    best-dev) weights on its ``part`` ("test" or "dev") utterances."""
     parts = FoldParts.of(fold, data.y, len(data.labels))
     model = new_model(data, parts.train, device, channels_last=False)
-    model.load_state_dict(torch.load(fold_dir(cfg, fold) / "final_state.pt", weights_only=True))
+    folder = fold_dir(cfg, fold)
+    model.load_state_dict(torch.load(folder / "final_state.pt", weights_only=True)
+                          if weights == "last" else load_model(folder / "model.pt")[0].state_dict())
     history = speaker_history(cfg, data, parts, fold_seed(cfg, fold)) if cfg.speaker_adapt \
         else None
     outputs = None
@@ -45,7 +60,7 @@ def served_posteriors(cfg, data, fold, store, crop, device) -> tuple[np.ndarray,
         outputs = with_logit_stats(cfg, data, history, model, parts.train,
                                    parts.shifts["train"], device, store)
     speakers = [(u.corpus, u.speaker) for u in data.utts]
-    test = np.asarray(parts.test, dtype=np.int64)
+    test = np.asarray(getattr(parts, part), dtype=np.int64)
     out = np.zeros((len(test), len(data.labels)))
     for key in sorted({speakers[i] for i in test}, key=str):
         pos = np.flatnonzero([speakers[i] == key for i in test])
@@ -60,13 +75,78 @@ def served_posteriors(cfg, data, fold, store, crop, device) -> tuple[np.ndarray,
     return test, out
 
 
+def member_config(spec: str, overrides: list[str]) -> TrainConfig:
+    """``NAME[:VARIANT][@OUT_DIR]`` -> that variant's config (with ``overrides``)."""
+    spec, _, out_dir = spec.partition("@")
+    name, _, variant = spec.partition(":")
+    cfg = load_experiment(name, overrides).variant(variant or None)
+    return cfg.replace(out_dir=out_dir) if out_dir else cfg
+
+
+def score_members(members: list[TrainConfig], weights: str, part: str) -> int:
+    """Each member alone and every set of members averaged, UA pooled over the part's
+    utterances (every fold of the one split seed)."""
+    keys = {"seeds", "corpus", "task", "split", "n_folds", "feature_kind", "features"}
+    first = members[0].to_dict()
+    for m in members[1:]:
+        other = [k for k in sorted(keys) if m.to_dict()[k] != first[k]]
+        if other:
+            raise SystemExit(f"{m.experiment} differs from {members[0].experiment} in "
+                             f"{', '.join(other)}: not the same split or data")
+    if len(members[0].seeds) != 1:
+        raise SystemExit(f"--member scores one split seed; set seeds=[S] (has {members[0].seeds})")
+    rt = setup_runtime("cpu")
+    data = prepare_data(members[0], rt)
+    store, crop = view_store(data.store, data.feature_config.frame_rate, SERVED_VIEW)
+    n, n_classes = len(data.y), len(data.labels)
+    posteriors = np.full((len(members), n, n_classes), np.nan)
+    per_fold = np.full((len(members), members[0].n_folds), np.nan)
+    with torch_settings(members[0], rt.device):
+        for m, cfg in enumerate(members):
+            for fold in data.folds:
+                idx, post = served_posteriors(cfg, data, fold, store, crop, rt.device,
+                                              weights, part)
+                posteriors[m, idx] = post
+                per_fold[m, fold.fold] = logits_report(data.y[idx], post, n_classes)["ua"]
+                print(fold_dir(cfg, fold), f"UA {per_fold[m, fold.fold]:.4f}", flush=True)
+    tested = ~np.isnan(posteriors).any(axis=(0, 2))
+    y, corpora = data.y[tested], np.array([u.corpus for u in data.utts])[tested]
+    names = ["pooled", *sorted(set(corpora))]
+    print(f"\n{part} UA %, {weights} weights, as served, over the {int(tested.sum())} "
+          "utterances; members' posteriors averaged\n")
+    print("| members | " + " | ".join(names) + " | per fold |")
+    print("|---|" + "---:|" * (len(names) + 1))
+    for k in range(1, len(members) + 1):
+        for subset in itertools.combinations(range(len(members)), k):
+            mean = posteriors[list(subset)][:, tested].mean(axis=0)
+            cells = [100 * logits_report(y[mine], mean[mine], n_classes)["ua"]
+                     for mine in (np.ones(len(y), bool) if c == "pooled" else corpora == c
+                                  for c in names)]
+            folds = (" ".join(f"{100 * u:.1f}" for u in per_fold[subset[0]]) if k == 1 else "")
+            label = " + ".join(members[i].experiment for i in subset)
+            print(f"| {label} | " + " | ".join(f"{c:.1f}" for c in cells) + f" | {folds} |")
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("name", help="experiment config name")
+    p.add_argument("name", nargs="?", help="experiment config name")
     p.add_argument("--variant", default=None)
+    p.add_argument("--member", action="append", default=[], metavar="NAME[:VARIANT][@OUT_DIR]",
+                   help="a run to average with the others (twice or more; one split seed)")
+    p.add_argument("--weights", choices=("last", "best"), default="last",
+                   help="last: final_state.pt; best: model.pt (the best-dev weights)")
+    p.add_argument("--part", choices=("test", "dev"), default="test")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = p.parse_args()
     try:
+        if args.member:
+            if args.name or len(args.member) < 2:
+                raise SystemExit("give two or more --member runs, and no experiment name")
+            return score_members([member_config(s, args.overrides) for s in args.member],
+                                 args.weights, args.part)
+        if not args.name:
+            raise SystemExit("name an experiment, or give --member runs")
         cfg = load_experiment(args.name, args.overrides).variant(args.variant)
     except ConfigError as exc:
         raise SystemExit(str(exc)) from None
@@ -79,7 +159,8 @@ def main() -> int:
     posteriors = np.full((len(cfg.seeds), n, n_classes), np.nan)
     with torch_settings(cfg, rt.device):
         for fold in data.folds:
-            test, post = served_posteriors(cfg, data, fold, store, crop, rt.device)
+            test, post = served_posteriors(cfg, data, fold, store, crop, rt.device,
+                                           args.weights, args.part)
             posteriors[fold.repeat, test] = post
             ua = logits_report(data.y[test], post, n_classes)["ua"]
             print(fold_dir(cfg, fold), f"UA {ua:.4f}", flush=True)

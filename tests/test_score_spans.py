@@ -91,3 +91,47 @@ speaker_adapt = true
                              "--set", "seeds=[0]"],
                             check=False, capture_output=True, text=True, timeout=600)
     assert single.returncode != 0 and "at least two split seeds" in single.stderr
+
+
+@pytest.mark.slow
+def test_fold_ensemble_scores_members_of_one_split_alone_and_averaged(tmp_path):
+    manifest = make_corpus(tmp_path / "corpus", n_per=3, syllables=True)
+    config = write_tiny_experiment(tmp_path, "tiny_members", manifest, """
+seeds = [0]
+speaker_adapt = true
+
+[variants.a]
+
+[variants.b]
+seed = 1
+""")
+    run_experiment(str(config))
+
+    def ensemble(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(ENSEMBLE), *args], check=False,
+                              capture_output=True, text=True, timeout=600)
+
+    a, b = f"{config}:a", f"{config}:b"
+    done = ensemble("--member", a, "--member", b, "--weights", "best", "--part", "dev")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "dev UA %, best weights" in done.stdout
+    rows = [line.strip("| ").split(" | ") for line in done.stdout.splitlines()
+            if line.startswith("| tiny_members")]
+    assert [r[0] for r in rows] == ["tiny_members/a", "tiny_members/b",
+                                    "tiny_members/a + tiny_members/b"]
+    assert all(0 <= float(c) <= 100 for r in rows for c in r[1:3])
+    # a model averaged with itself serves what it serves alone
+    alone = ensemble("--member", a, "--member", a)
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    table = [line.strip("| ").split(" | ") for line in alone.stdout.splitlines()
+             if line.startswith("| tiny_members")]
+    assert [r[0] for r in table] == ["tiny_members/a", "tiny_members/a",
+                                     "tiny_members/a + tiny_members/a"]
+    assert table[0][1:3] == table[2][1:3] and len(table[0][3].split()) == 3  # 3 folds' UA
+
+    wrong = ensemble("--member", a, "--member", b, "--set", "seeds=[0,1]")
+    assert wrong.returncode != 0 and "one split seed" in wrong.stderr
+    other = write_tiny_experiment(tmp_path, "tiny_other", manifest, "seeds = [1]\n")
+    split = ensemble("--member", a, "--member", str(other))
+    assert split.returncode != 0 and "not the same split" in split.stderr
+    assert ensemble("--member", a).returncode != 0
