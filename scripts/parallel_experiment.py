@@ -10,8 +10,9 @@ seed of the config in turn. Items run in the order the experiments are named, so
 most important first. Each finished fold run writes its ``result.json`` (what ``--resume``
 skips on), so whatever finished before the deadline is kept; items not started by then are
 left for a later call. An item that distils from teachers (``distill_teachers``) waits
-until their fold runs have finished, so teachers and students can share one call. The parent computes every config's features first (one process), so
-workers only read the feature cache. A small CRNN leaves most of an H100/H200 idle, which is
+until their fold runs have finished, so teachers and students can share one call. The
+parent computes every config's features first (one process), so workers only read the
+feature cache. A small CRNN leaves most of an H100/H200 idle, which is
 why several processes share it.
 """
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Score a finished run's last-step weights (each fold's final_state.pt; ``--weights best``:
-its best-dev weights, model.pt) on views of every test utterance, each alone and (with speaker adaptation) in its speaker's stream:
+its best-dev weights, model.pt) on views of every test utterance, each alone and (with
+speaker adaptation) in its speaker's stream:
 
 * ``crop``: the centre ``max_seconds`` of the file, as the cross-validation scores it;
 * ``whole``: the whole file;

@@ -5,6 +5,8 @@ Why: averaging the posteriors of three models that never heard a speaker adds ab
 models' work per hop. A student trained toward the teachers' averaged, tempered posteriors
 (Hinton et al., 2015) keeps one model's cost. The teachers see exactly the student's
 input (the same crops, speaker shifts and augmentation), so the targets need no cache.
+Measured on one split seed, the student did not reliably gain (docs/training.md,
+"Distilling three models into one"); the option is off by default.
 
 A teacher must have been trained on the student's fold of the student's split, never on
 its dev or test speakers: the metadata every fold's ``model.pt`` carries is checked.
@@ -114,4 +116,3 @@ class Teachers:
             p = torch.softmax(logits.float() / self.temperature, dim=1)
             total = p if total is None else total + p
         return total / len(self.models)
-
