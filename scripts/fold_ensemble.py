@@ -27,13 +27,12 @@ import argparse
 import itertools
 
 import numpy as np
-import torch
 
-from pyser.model import load_model
 from pyser.training.config import ConfigError, TrainConfig, load_experiment
 from pyser.training.data import prepare_data
 from pyser.training.metrics import logits_report
 from pyser.training.predict import predict
+from pyser.training.results import fold_weights
 from pyser.training.runtime import setup_runtime, torch_settings
 from pyser.training.speaker_adapt import normalize_logits
 from pyser.training.store import SERVED_VIEW, view_store
@@ -51,8 +50,7 @@ def served_posteriors(cfg, data, fold, store, crop, device, weights: str = "last
     parts = FoldParts.of(fold, data.y, len(data.labels))
     model = new_model(data, parts.train, device, channels_last=False)
     folder = fold_dir(cfg, fold)
-    model.load_state_dict(torch.load(folder / "final_state.pt", weights_only=True)
-                          if weights == "last" else load_model(folder / "model.pt")[0].state_dict())
+    model.load_state_dict(fold_weights(folder, weights))
     history = speaker_history(cfg, data, parts, fold_seed(cfg, fold)) if cfg.speaker_adapt \
         else None
     outputs = None

@@ -29,14 +29,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from pyser._io import atomic_write_text, strict_json
-from pyser.model import load_model
 from pyser.training.config import ConfigError, load_experiment
 from pyser.training.data import prepare_data
 from pyser.training.metrics import logits_report
 from pyser.training.predict import predict
+from pyser.training.results import fold_weights
 from pyser.training.runtime import setup_runtime, torch_settings
 from pyser.training.store import SERVED_VIEW, view_store
 from pyser.training.speaker_adapt import normalize_logits
@@ -105,9 +104,7 @@ def main() -> int:
             seed = fold_seed(cfg, fold)
             history = speaker_history(cfg, data, parts, seed) if cfg.speaker_adapt else None
             model = new_model(data, parts.train, rt.device, channels_last=False)
-            model.load_state_dict(
-                torch.load(folder / "final_state.pt", weights_only=True)
-                if args.weights == "last" else load_model(folder / "model.pt")[0].state_dict())
+            model.load_state_dict(fold_weights(folder, args.weights))
             idx = getattr(parts, args.part)
             outputs = None
             if history is not None and cfg.speaker_adapt_logit_prior > 0:

@@ -25,10 +25,6 @@ from pyser.training.evaluate import load_eager_model
 
 __all__ = ["Teachers", "teacher_paths", "teachers_ready"]
 
-#: Provenance entries that must match between a teacher and the student's fold.
-_SAME_FOLD_KEYS = ("corpus", "task", "split", "n_folds", "split_seed", "fold")
-
-
 def teacher_paths(templates: Sequence[str], out_dir: str | Path, fold: Any) -> list[Path]:
     """Each template with ``{repeat}`` and ``{fold}`` filled in; relative paths lie under
     ``out_dir``.
@@ -62,8 +58,7 @@ def _check_teacher(path: Path, meta: Any, labels: Sequence[str], features: dict,
         raise ValueError(f"teacher {path} reads other features than the run "
                          f"({meta.feature_config} against {features})")
     prov = meta.provenance or {}
-    other = [f"{k}={prov.get(k)!r} (run: {fold[k]!r})" for k in _SAME_FOLD_KEYS
-             if prov.get(k) != fold[k]]
+    other = [f"{k}={prov.get(k)!r} (run: {v!r})" for k, v in fold.items() if prov.get(k) != v]
     if other:
         raise ValueError(f"teacher {path} was not trained on this fold, so it may have heard "
                          f"the run's dev or test speakers: {', '.join(other)}")
@@ -89,8 +84,8 @@ class Teachers:
         """The model files ``paths`` as eager CRNNs on ``device`` (so that they run under
         the student's autocast), each checked against the run.
 
-        ``features``: the run's ``FeatureConfig.to_dict()``; ``fold``: the run's values of
-        corpus, task, split, n_folds, split_seed and fold (as a fold's provenance has them).
+        ``features``: the run's ``FeatureConfig.to_dict()``; ``fold``: the run's
+        ``pyser.training.results.fold_identity``, which a teacher's provenance must match.
 
         Raises:
             FileNotFoundError: a teacher file is missing.

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import Tensor, nn
 
 from pyser import __version__ as pyser_version
 from pyser._io import atomic_write, atomic_write_text, strict_json
-from pyser.model import ModelMetadata, save_model
+from pyser.model import ModelMetadata, load_model, save_model
 from pyser.training.checkpoint import torch_save
 from pyser.training.config import TrainConfig
 from pyser.training.data import PreparedData
@@ -24,7 +25,9 @@ from pyser.training.distill import teacher_paths
 from pyser.training.metrics import summarize
 
 __all__ = [
+    "fold_identity",
     "fold_provenance",
+    "fold_weights",
     "summarize_by_corpus",
     "summarize_folds",
     "write_fold",
@@ -32,17 +35,35 @@ __all__ = [
 ]
 
 
-def fold_provenance(cfg: TrainConfig, data: PreparedData, fold: Any, result: dict) -> dict:
-    """What a fold's model file says about how it was made."""
+def fold_identity(cfg: TrainConfig, data: PreparedData, fold: Any) -> dict:
+    """Which fold of which split a run trains on, as its model file's provenance names it:
+    corpus, task, split, n_folds, split_seed and fold."""
     return {
         "corpus": data.info["corpus"],
-        "data_root": data.info["data_root"],
         "task": cfg.task,
         "split": data.split_kind,
         "n_folds": cfg.n_folds,
         "split_seed": fold.seed,
-        "repeat": int(fold.repeat),
         "fold": int(fold.fold),
+    }
+
+
+def fold_weights(folder: Path, which: str = "last") -> dict[str, Tensor]:
+    """A finished fold run's weights: ``"last"`` (``final_state.pt``, what a split "all"
+    model keeps) or ``"best"`` (``model.pt``, the best-dev weights)."""
+    if which == "last":
+        return torch.load(folder / "final_state.pt", weights_only=True)
+    if which == "best":
+        return load_model(folder / "model.pt")[0].state_dict()
+    raise ValueError(f"which must be 'last' or 'best', got {which!r}")
+
+
+def fold_provenance(cfg: TrainConfig, data: PreparedData, fold: Any, result: dict) -> dict:
+    """What a fold's model file says about how it was made."""
+    return {
+        **fold_identity(cfg, data, fold),
+        "data_root": data.info["data_root"],
+        "repeat": int(fold.repeat),
         "train_utterances": result["sizes"]["train"],
         "train_class_counts": result["class_counts"]["train"],
         "best_step": result["best_step"],

@@ -58,7 +58,7 @@ from pyser.training.losses import CenterLoss, LossSchedule, class_counts, class_
 from pyser.training.metrics import format_summary, logits_report
 from pyser.training.predict import predict
 from pyser.training.progress import progress_bar
-from pyser.training.results import write_fold, write_results
+from pyser.training.results import fold_identity, write_fold, write_results
 from pyser.training.runtime import Runtime, autocast_dtype, setup_runtime, torch_settings
 from pyser.training.sampler import BatchSampler
 from pyser.training.speaker_adapt import (LogitMemory, SpeakerHistory, adapt_batch,
@@ -221,11 +221,9 @@ def fold_teachers(cfg: TrainConfig, data: PreparedData, fold: Any,
     """The fold's distillation teachers (``cfg.distill_teachers``), or None."""
     if not cfg.distill_teachers:
         return None
-    identity = {"corpus": data.info["corpus"], "task": cfg.task, "split": data.split_kind,
-                "n_folds": cfg.n_folds, "split_seed": fold.seed, "fold": int(fold.fold)}
     return Teachers.load(teacher_paths(cfg.distill_teachers, cfg.out_dir, fold), data.labels,
-                         data.feature_config.to_dict(), identity, cfg.distill_temperature,
-                         device)
+                         data.feature_config.to_dict(), fold_identity(cfg, data, fold),
+                         cfg.distill_temperature, device)
 
 
 def speaker_history(cfg: TrainConfig, data: PreparedData, parts: FoldParts,
