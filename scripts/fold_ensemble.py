@@ -32,7 +32,7 @@ from pyser.training.config import ConfigError, TrainConfig, load_experiment
 from pyser.training.data import prepare_data
 from pyser.training.metrics import logits_report
 from pyser.training.predict import predict
-from pyser.training.results import fold_weights
+from pyser.training.results import fold_weights, weights_choice
 from pyser.training.runtime import setup_runtime, torch_settings
 from pyser.training.speaker_adapt import normalize_logits
 from pyser.training.store import SERVED_VIEW, view_store
@@ -46,7 +46,8 @@ ORDER_SEED = 0
 def served_posteriors(cfg, data, fold, store, crop, device, weights: str = "last",
                       part: str = "test") -> tuple[np.ndarray, np.ndarray]:
     """(idx, (n, C) posteriors as served) of one fold run's last-step (``weights="best"``:
-    best-dev) weights on its ``part`` ("test" or "dev") utterances."""
+    best-dev; ``"step:N"``: after step N) weights on its ``part`` ("test" or "dev")
+    utterances."""
     parts = FoldParts.of(fold, data.y, len(data.labels))
     model = new_model(data, parts.train, device, channels_last=False)
     folder = fold_dir(cfg, fold)
@@ -132,8 +133,9 @@ def main() -> int:
     p.add_argument("--variant", default=None)
     p.add_argument("--member", action="append", default=[], metavar="NAME[:VARIANT][@OUT_DIR]",
                    help="a run to average with the others (twice or more; one split seed)")
-    p.add_argument("--weights", choices=("last", "best"), default="last",
-                   help="last: final_state.pt; best: model.pt (the best-dev weights)")
+    p.add_argument("--weights", type=weights_choice, default="last",
+                   help="last: final_state.pt; best: model.pt (the best-dev weights); "
+                        "step:N: weights_N.pt (kept by keep_weights_every)")
     p.add_argument("--part", choices=("test", "dev"), default="test")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = p.parse_args()

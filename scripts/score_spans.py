@@ -1,5 +1,6 @@
 """Score a finished run's last-step weights (each fold's final_state.pt; ``--weights best``:
-its best-dev weights, model.pt) on views of every test utterance, each alone and (with
+its best-dev weights, model.pt; ``--weights step:N``: those after step N, kept by a run with
+``keep_weights_every``) on views of every test utterance, each alone and (with
 speaker adaptation) in its speaker's stream:
 
 * ``crop``: the centre ``max_seconds`` of the file, as the cross-validation scores it;
@@ -35,7 +36,7 @@ from pyser.training.config import ConfigError, load_experiment
 from pyser.training.data import prepare_data
 from pyser.training.metrics import logits_report
 from pyser.training.predict import predict
-from pyser.training.results import fold_weights
+from pyser.training.results import fold_weights, weights_choice, weights_label
 from pyser.training.runtime import setup_runtime, torch_settings
 from pyser.training.store import SERVED_VIEW, view_store
 from pyser.training.speaker_adapt import normalize_logits
@@ -55,7 +56,7 @@ def summary(cfg, args, rows: list[dict], by_corpus: dict) -> dict:
         "experiment": cfg.experiment,
         "seeds": list(cfg.seeds),
         "part": args.part,
-        "weights": "last step",
+        "weights": weights_label(args.weights),
         "command": "python scripts/score_spans.py " + " ".join(
             [args.name] + (["--variant", args.variant] if args.variant else [])
             + ["--views", args.views, "--part", args.part]),
@@ -74,9 +75,10 @@ def main() -> int:
                    help="comma-separated: crop, whole, speech, speech+SECONDS (a margin)")
     p.add_argument("--part", choices=("test", "dev"), default="test",
                    help="score the test speakers (default) or the dev speakers (to choose)")
-    p.add_argument("--weights", choices=("last", "best"), default="last",
+    p.add_argument("--weights", type=weights_choice, default="last",
                    help="last: each fold's final_state.pt (what a split 'all' model keeps); "
-                        "best: its model.pt (the best-dev weights)")
+                        "best: its model.pt (the best-dev weights); step:N: its "
+                        "weights_N.pt (kept by keep_weights_every)")
     p.add_argument("--json", type=Path, default=None, metavar="FILE",
                    help="also write the summary as JSON (scripts/bundle_model.py --spans)")
     args = p.parse_args()
@@ -131,7 +133,8 @@ def main() -> int:
                             mine = corpora == c
                             by_corpus.setdefault(key, {}).setdefault(c, []).append(
                                 logits_report(y[mine], lg[mine], len(data.labels))["ua"])
-            if args.part == "test" and "crop alone" in row:
+            stored_here = args.weights in ("last", "best")  # step:N has no stored score
+            if args.part == "test" and "crop alone" in row and stored_here:
                 key = "test_last" if args.weights == "last" else "test"
                 stored = json.loads((folder / "result.json").read_text())[key]["ua"]
                 own = row["crop streamed" if cfg.speaker_adapt else "crop alone"]
@@ -142,9 +145,8 @@ def main() -> int:
                                      f"result.json {stored}: not the weights or data it had")
             print(folder, json.dumps({k: round(v, 4) for k, v in row.items()}), flush=True)
             rows.append(row)
-    which = "last-step" if args.weights == "last" else "best-dev"
-    print(f"\n{cfg.experiment}: {which} {args.part} UA %, mean ± std over {len(rows)} fold "
-          "runs\n")
+    print(f"\n{cfg.experiment}: {weights_label(args.weights)} {args.part} UA %, mean ± std "
+          f"over {len(rows)} fold runs\n")
     print("| scored on | " + " | ".join(k for k in rows[0]) + " |")
     print("|---|" + "---:|" * len(rows[0]))
     cells = [f"{100 * np.mean(v):.1f} ± {100 * np.std(v, ddof=1):.1f}"

@@ -18,6 +18,8 @@ STUDY = Path(__file__).resolve().parents[1] / "scripts" / "logit_prior_study.py"
 def test_views_are_scored_and_a_run_it_cannot_reproduce_is_refused(tmp_path):
     manifest = make_corpus(tmp_path / "corpus", n_per=3, syllables=True)
     config = write_tiny_experiment(tmp_path, "tiny_spans", manifest, """
+keep_weights_every = 2
+
 [variants.adapt]
 speaker_adapt = true
 """)
@@ -41,6 +43,17 @@ speaker_adapt = true
     mean = sum(r["speech+0.5 streamed"] for r in folds) / 3
     assert doc["ua"]["speech+0.5 streamed"]["mean"] == pytest.approx(mean, abs=1e-4)
     assert set(doc["ua_by_corpus"]["crop alone"]) == {"csv"}
+    # the weights kept after step 4 (the last) score as the last step's; step 3 was not kept
+    kept = subprocess.run(command + ["--weights", "step:4"], check=False, capture_output=True,
+                          text=True, timeout=600)
+    assert kept.returncode == 0, kept.stderr[-2000:]
+    assert [line.split(" ", 1)[1] for line in kept.stdout.splitlines() if "/folds/r0_f" in line] \
+        == [line.split(" ", 1)[1] for line in lines if "/folds/r0_f" in line]
+    assert "step-4 test UA %" in kept.stdout
+    missing = subprocess.run(command + ["--weights", "step:3"], check=False, capture_output=True,
+                             text=True, timeout=600)
+    assert missing.returncode != 0 and "weights_3.pt does not exist" in missing.stderr
+    assert "kept the weights of steps [2, 4]" in missing.stderr
     # the output-normalisation prior study reads the same run
     study = subprocess.run([sys.executable, str(STUDY), str(config), "--variant", "adapt",
                             "--part", "test", "--priors", "2,8", "--history", "2"],

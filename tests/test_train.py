@@ -212,6 +212,37 @@ def test_resume_gives_identical_weights(trained, corpus, tmp_path):
     assert third["folds"][0]["test"] == second["folds"][0]["test"]
 
 
+def test_kept_weights_of_a_longer_run_are_the_shorter_runs_last_step(trained, corpus, tmp_path):
+    """At a constant learning rate a run's first N steps do not depend on its length, so
+    the weights it keeps after step 30 are the 30-step run's last ones."""
+    from pyser.training.results import fold_weights, weights_choice, weights_label
+    from pyser.training.train import run
+
+    _, out_full = trained
+    out = tmp_path / "longer"
+    run(tiny_config(corpus, out, steps=40, keep_weights_every=15))
+    folder = out / "tiny" / "folds" / "r0_f0"
+    assert sorted(p.name for p in folder.glob("weights_*.pt")) == ["weights_15.pt",
+                                                                   "weights_30.pt"]
+    short = fold_weights(Path(out_full["dir"]) / "folds" / "r0_f0", "last")
+    kept = fold_weights(folder, "step:30")
+    assert kept.keys() == short.keys()
+    for k in short:
+        assert torch.equal(kept[k], short[k]), k
+    assert not torch.equal(fold_weights(folder, "last")["fc2.weight"], short["fc2.weight"])
+    with pytest.raises(FileNotFoundError, match=r"weights_20.pt does not exist.*\[15, 30\]"):
+        fold_weights(folder, "step:20")
+    for bad in ("step:0", "step:x", "steps:5", "first"):
+        with pytest.raises(ValueError, match="'last', 'best' or 'step:N'"):
+            fold_weights(folder, bad)
+        with pytest.raises(argparse.ArgumentTypeError):
+            weights_choice(bad)
+    assert [weights_label(w) for w in ("last", "best", "step:30")] == [
+        "last-step", "best-dev", "step-30"]
+    with pytest.raises(ConfigError, match="keep_weights_every must be >= 0"):
+        tiny_config(corpus, out, keep_weights_every=-1)
+
+
 def test_resume_refuses_a_checkpoint_of_other_settings(corpus, tmp_path):
     from pyser.training.train import run
 
@@ -440,6 +471,13 @@ def test_bundled_configs():
     assert [c.center_alpha for c in alpha.configs()] == [0.1, 0.3, 0.5, 0.7, 0.9]
     assert {c.center_lambda for c in alpha.configs()} == {0.3}
     assert load_experiment("smoke").configs()[0].steps < 200
+    long = load_experiment("ablation_adapt_long").variant("adapt_long")
+    assert (long.steps, long.keep_weights_every, long.speaker_adapt) == (3520, 500, True)
+    # every bundled config and variant parses and validates
+    configs = sorted((Path(__file__).resolve().parents[1] / "training" / "configs").glob("*.toml"))
+    assert len(configs) > 20
+    for path in configs:
+        assert load_experiment(path.stem).configs(), path.name
     with pytest.raises(ConfigError, match="no config file"):
         load_config("no_such_experiment")
 

@@ -302,6 +302,10 @@ class TrainConfig:
     """Write a resumable checkpoint every this many steps (0: only when stopping)."""
     stop_at_step: int = 0
     """Checkpoint and stop after this step (0: off); for preemption tests."""
+    keep_weights_every: int = 0
+    """Also keep the model's weights every this many steps as ``weights_<step>.pt`` in the
+    fold's folder (0: off), so a run can be scored at earlier steps
+    (``scripts/score_spans.py --weights step:N``)."""
     log_every: int = 10
     progress: bool = True
     """tqdm progress bar (rank 0, and only on a terminal)."""
@@ -328,6 +332,7 @@ class TrainConfig:
             "best_after_step",
             "checkpoint_every",
             "stop_at_step",
+            "keep_weights_every",
             "num_threads",
             "log_every",
         ):

@@ -1,9 +1,10 @@
 """Results and their files: a fold's (``model.pt`` with provenance, ``result.json``,
-``embeddings.npz``, ``final_state.pt``) and a run's summaries over folds and repeats
-(``results.json``, ``results.md``, ``results.csv``)."""
+``embeddings.npz``, ``final_state.pt``, ``weights_<step>.pt``) and a run's summaries over
+folds and repeats (``results.json``, ``results.md``, ``results.csv``)."""
 
 from __future__ import annotations
 
+import argparse
 import csv
 import datetime as _dt
 import io
@@ -28,8 +29,11 @@ __all__ = [
     "fold_identity",
     "fold_provenance",
     "fold_weights",
+    "parse_weights_step",
     "summarize_by_corpus",
     "summarize_folds",
+    "weights_choice",
+    "weights_label",
     "write_fold",
     "write_results",
 ]
@@ -50,12 +54,46 @@ def fold_identity(cfg: TrainConfig, data: PreparedData, fold: Any) -> dict:
 
 def fold_weights(folder: Path, which: str = "last") -> dict[str, Tensor]:
     """A finished fold run's weights: ``"last"`` (``final_state.pt``, what a split "all"
-    model keeps) or ``"best"`` (``model.pt``, the best-dev weights)."""
+    model keeps), ``"best"`` (``model.pt``, the best-dev weights) or ``"step:N"`` (the
+    weights after step N, ``weights_N.pt``, kept by a run with ``keep_weights_every``)."""
     if which == "last":
         return torch.load(folder / "final_state.pt", weights_only=True)
     if which == "best":
         return load_model(folder / "model.pt")[0].state_dict()
-    raise ValueError(f"which must be 'last' or 'best', got {which!r}")
+    step = parse_weights_step(which)
+    path = folder / f"weights_{step}.pt"
+    if not path.is_file():
+        kept = sorted(int(n) for p in folder.glob("weights_*.pt")
+                      if (n := p.stem.removeprefix("weights_")).isdigit())
+        raise FileNotFoundError(f"{path} does not exist: the run kept the weights of steps "
+                                f"{kept or 'none'} (config keep_weights_every)")
+    return torch.load(path, weights_only=True)
+
+
+def weights_choice(text: str) -> str:
+    """``text`` if it names weights :func:`fold_weights` loads (``last``, ``best``,
+    ``step:N``): an argparse ``type`` for the scripts' ``--weights``."""
+    if text not in ("last", "best"):
+        try:
+            parse_weights_step(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def weights_label(which: str) -> str:
+    """How tables name a weights choice: last-step, best-dev or step-N."""
+    if which in ("last", "best"):
+        return {"last": "last-step", "best": "best-dev"}[which]
+    return f"step-{parse_weights_step(which)}"
+
+
+def parse_weights_step(which: str) -> int:
+    """N of a ``"step:N"`` weights choice (see :func:`fold_weights`)."""
+    kind, _, n = which.partition(":")
+    if kind != "step" or not n.isdigit() or int(n) < 1:
+        raise ValueError(f"weights must be 'last', 'best' or 'step:N' (N >= 1), got {which!r}")
+    return int(n)
 
 
 def fold_provenance(cfg: TrainConfig, data: PreparedData, fold: Any, result: dict) -> dict:

@@ -49,7 +49,8 @@ from pyser.adapt import SpeakerAdaptation
 from pyser.model import CRNN
 from pyser.training.augment import Augment
 from pyser.training.calibration import calibration_report
-from pyser.training.checkpoint import cpu_state, load_resumable, save_checkpoint, set_rng_state
+from pyser.training.checkpoint import (cpu_state, load_resumable, save_checkpoint, set_rng_state,
+                                       torch_save)
 from pyser.training.config import TrainConfig
 from pyser.training.data import PreparedData, fold_sizes_by_corpus, prepare_data
 from pyser.training.distill import Teachers, teacher_paths
@@ -652,6 +653,8 @@ def train_fold(
         bar.update(1)
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
             checkpoint()
+        if cfg.keep_weights_every and step % cfg.keep_weights_every == 0 and rt.is_main:
+            torch_save(cpu_state(model), out_dir / f"weights_{step}.pt")
         if cfg.stop_at_step and step == cfg.stop_at_step and step < cfg.steps:
             checkpoint()
             bar.close()
