@@ -51,7 +51,10 @@ def served_posteriors(cfg, data, fold, store, crop, device, weights: str = "last
     parts = FoldParts.of(fold, data.y, len(data.labels))
     model = new_model(data, parts.train, device, channels_last=False)
     folder = fold_dir(cfg, fold)
-    model.load_state_dict(fold_weights(folder, weights))
+    try:
+        model.load_state_dict(fold_weights(folder, weights))
+    except FileNotFoundError as exc:
+        raise SystemExit(str(exc)) from None
     history = speaker_history(cfg, data, parts, fold_seed(cfg, fold)) if cfg.speaker_adapt \
         else None
     outputs = None

@@ -59,7 +59,7 @@ def summary(cfg, args, rows: list[dict], by_corpus: dict) -> dict:
         "weights": weights_label(args.weights),
         "command": "python scripts/score_spans.py " + " ".join(
             [args.name] + (["--variant", args.variant] if args.variant else [])
-            + ["--views", args.views, "--part", args.part]),
+            + ["--views", args.views, "--part", args.part, "--weights", args.weights]),
         "ua": {k: _mean_std([r[k] for r in rows]) for k in rows[0]},
         "ua_by_corpus": {k: {c: _mean_std(v) for c, v in per.items()}
                          for k, per in by_corpus.items()},
@@ -106,7 +106,10 @@ def main() -> int:
             seed = fold_seed(cfg, fold)
             history = speaker_history(cfg, data, parts, seed) if cfg.speaker_adapt else None
             model = new_model(data, parts.train, rt.device, channels_last=False)
-            model.load_state_dict(fold_weights(folder, args.weights))
+            try:
+                model.load_state_dict(fold_weights(folder, args.weights))
+            except FileNotFoundError as exc:
+                raise SystemExit(str(exc)) from None
             idx = getattr(parts, args.part)
             outputs = None
             if history is not None and cfg.speaker_adapt_logit_prior > 0:

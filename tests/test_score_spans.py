@@ -40,6 +40,7 @@ speaker_adapt = true
     assert any(line.startswith("| speech+0.5 streamed | ") for line in lines)  # per corpus
     doc = json.loads((tmp_path / "s.json").read_text())
     assert doc["ua"]["speech+0.5 streamed"]["n"] == 3 and doc["part"] == "test"
+    assert doc["weights"] == "last-step" and doc["command"].endswith("--weights last")
     mean = sum(r["speech+0.5 streamed"] for r in folds) / 3
     assert doc["ua"]["speech+0.5 streamed"]["mean"] == pytest.approx(mean, abs=1e-4)
     assert set(doc["ua_by_corpus"]["crop alone"]) == {"csv"}
@@ -54,6 +55,7 @@ speaker_adapt = true
                              text=True, timeout=600)
     assert missing.returncode != 0 and "weights_3.pt does not exist" in missing.stderr
     assert "kept the weights of steps [2, 4]" in missing.stderr
+    assert "Traceback" not in missing.stderr
     # the output-normalisation prior study reads the same run
     study = subprocess.run([sys.executable, str(STUDY), str(config), "--variant", "adapt",
                             "--part", "test", "--priors", "2,8", "--history", "2"],
