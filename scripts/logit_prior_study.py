@@ -20,12 +20,12 @@ import argparse
 import dataclasses
 
 import numpy as np
-import torch
 
 from pyser.training.config import ConfigError, load_experiment
 from pyser.training.data import prepare_data
 from pyser.training.metrics import logits_report
 from pyser.training.predict import predict
+from pyser.training.results import fold_weights
 from pyser.training.runtime import setup_runtime, torch_settings
 from pyser.training.speaker_adapt import normalize_logits
 from pyser.training.store import SERVED_VIEW, view_store
@@ -97,7 +97,7 @@ def main() -> int:
             seed = fold_seed(cfg, fold)
             history = speaker_history(cfg, data, parts, seed)
             model = new_model(data, parts.train, rt.device, channels_last=False)
-            model.load_state_dict(torch.load(folder / "final_state.pt", weights_only=True))
+            model.load_state_dict(fold_weights(folder))
             adaptation = with_logit_stats(cfg.replace(speaker_adapt_logit_prior=1.0), data,
                                           history, model, parts.train, parts.shifts["train"],
                                           rt.device, store)

@@ -14,12 +14,10 @@ import json
 import logging
 from pathlib import Path
 
-import torch
-
 from pyser._io import atomic_write_text, strict_json
 from pyser.training.config import ConfigError, load_experiment
 from pyser.training.data import prepare_data
-from pyser.training.results import write_results
+from pyser.training.results import fold_weights, write_results
 from pyser.training.runtime import setup_runtime, torch_settings
 from pyser.training.train import (
     FoldParts,
@@ -53,7 +51,7 @@ def main() -> int:
             if cfg.speaker_adapt:
                 speaker_history(cfg, data, parts, fold_seed(cfg, fold))
             model = new_model(data, parts.train, rt.device, channels_last=False)
-            model.load_state_dict(torch.load(folder / "final_state.pt", weights_only=True))
+            model.load_state_dict(fold_weights(folder))
             scored = score_last(model, cfg, data, parts, rt.device)
             if scored["test_last"]["ua"] != result["test_last"]["ua"]:
                 raise SystemExit(f"{folder}: re-scored last-step UA {scored['test_last']['ua']} "

@@ -12,6 +12,7 @@ from test_train import make_corpus, write_tiny_experiment
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "score_spans.py"
 STUDY = Path(__file__).resolve().parents[1] / "scripts" / "logit_prior_study.py"
+RESCORE = Path(__file__).resolve().parents[1] / "scripts" / "rescore_last.py"
 
 
 @pytest.mark.slow
@@ -67,6 +68,11 @@ speaker_adapt = true
         "| + output normalisation, prior 2", "| + output normalisation, prior 8"]
     cells = [c for line in table[2:] for c in line.strip("| ").split(" | ")[1:]]
     assert len(cells) == 6 and all(0 <= float(c.split(" ± ")[0]) <= 100 for c in cells)
+    # rescore_last.py re-scores the same last-step weights, checking them against result.json
+    rescore = subprocess.run([sys.executable, str(RESCORE), str(config), "--variant", "adapt"],
+                             check=False, capture_output=True, text=True, timeout=600)
+    assert rescore.returncode == 0, rescore.stderr[-2000:]
+    assert sum("/folds/r0_f" in line for line in rescore.stdout.splitlines()) == 3
     # a stored score the weights do not give back: refused, nothing printed as a result
     result = tmp_path / "runs" / "tiny_spans" / "adapt" / "folds" / "r0_f1" / "result.json"
     doc = json.loads(result.read_text())
