@@ -25,6 +25,7 @@ from pyser.training.evaluate import load_eager_model
 
 __all__ = ["Teachers", "teacher_paths", "teachers_ready"]
 
+
 def teacher_paths(templates: Sequence[str], out_dir: str | Path, fold: Any) -> list[Path]:
     """Each template with ``{repeat}`` and ``{fold}`` filled in; relative paths lie under
     ``out_dir``.
