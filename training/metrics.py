@@ -23,6 +23,7 @@ __all__ = [
     "classification_report",
     "format_summary",
     "logits_report",
+    "paired_difference",
     "summarize",
 ]
 
@@ -114,6 +115,25 @@ def summarize(reports: Sequence[dict], metrics: Sequence[str] = SCALAR_METRICS) 
     if all(m is not None for m in mats) and len({np.shape(m) for m in mats}) == 1:
         out["confusion"] = np.sum([np.asarray(m, dtype=np.int64) for m in mats], axis=0)
     return out
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float]) -> dict:
+    """How ``b`` differs from ``a`` when both score the same folds (``a[i]`` and ``b[i]``
+    one fold each): ``{"mean", "std", "n", "better"}`` of ``b - a``, where ``std`` is the
+    sample standard deviation (0.0 for one pair) and ``better`` counts the folds where
+    ``b`` is strictly higher.
+
+    Raises:
+        ValueError: when the sequences are empty or differ in length.
+    """
+    da = np.asarray(a, dtype=np.float64)
+    db = np.asarray(b, dtype=np.float64)
+    if da.ndim != 1 or da.shape != db.shape or da.size == 0:
+        raise ValueError(f"paired scores must be two equally long, non-empty lists; got "
+                         f"{da.size} and {db.size}")
+    d = db - da
+    return {"mean": float(d.mean()), "std": float(d.std(ddof=1)) if d.size > 1 else 0.0,
+            "n": int(d.size), "better": int((d > 0).sum())}
 
 
 def format_summary(summary: dict, metrics: Sequence[str] = SCALAR_METRICS) -> str:

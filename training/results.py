@@ -8,6 +8,7 @@ import argparse
 import csv
 import datetime as _dt
 import io
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,9 @@ from pyser.training.metrics import summarize
 __all__ = [
     "fold_identity",
     "fold_provenance",
+    "fold_results",
     "fold_weights",
+    "paired_fold_scores",
     "parse_weights_step",
     "summarize_by_corpus",
     "summarize_folds",
@@ -160,6 +163,62 @@ def write_fold(
         atomic_write(out_dir / "embeddings.npz", lambda f: np.savez_compressed(f, **embeddings))
     torch_save(final_state, out_dir / "final_state.pt")
     atomic_write_text(out_dir / "result.json", strict_json(result, indent=1))
+
+
+def fold_results(run_dir: Path) -> dict[tuple[int, int], dict]:
+    """The finished fold runs of a run folder (``out_dir/<experiment>``, holding
+    ``folds/r<repeat>_f<fold>/result.json``), keyed by (split seed, fold): the key two
+    runs share when they test the same speakers, whatever their repeat index.
+
+    Raises:
+        FileNotFoundError: when ``run_dir`` holds no finished fold run.
+        ValueError: when two of its fold runs share a split seed and fold.
+    """
+    out: dict[tuple[int, int], dict] = {}
+    for path in sorted(Path(run_dir).glob("folds/r*_f*/result.json")):
+        result = json.loads(path.read_text())
+        key = (int(result["split_seed"]), int(result["fold"]))
+        if key in out:
+            raise ValueError(f"{run_dir} has two fold runs of split seed {key[0]}, fold "
+                             f"{key[1]}; compare one repeat at a time")
+        out[key] = result
+    if not out:
+        raise FileNotFoundError(f"{run_dir} holds no finished fold run "
+                                f"(folds/r*_f*/result.json)")
+    return out
+
+
+#: What two fold runs must share to be scored on the same speakers.
+_SPLIT_FIELDS = ("split", "sizes", "sizes_by_corpus", "class_counts")
+
+
+def paired_fold_scores(
+    a: dict[tuple[int, int], dict], b: dict[tuple[int, int], dict], key: str = "test_last",
+    metric: str = "ua",
+) -> tuple[list[tuple[int, int]], list[float], list[float]]:
+    """The (split seed, fold) pairs both runs finished, sorted, and each run's ``metric``
+    of result part ``key`` on them (``test``: best-dev weights, ``test_last``: last step).
+
+    Raises:
+        ValueError: when no fold is shared; when a shared fold's split differs (its sizes
+            or class counts), which means the two runs did not test the same speakers; or
+            when a fold result has no part ``key`` (naming the parts it has).
+    """
+    shared = sorted(set(a) & set(b))
+    if not shared:
+        raise ValueError(f"the runs share no (split seed, fold): {sorted(a)} and {sorted(b)}")
+    for k in shared:
+        differs = [f for f in _SPLIT_FIELDS if a[k].get(f) != b[k].get(f)]
+        if differs:
+            raise ValueError(f"split seed {k[0]}, fold {k[1]}: the runs' {', '.join(differs)} "
+                             f"differ, so they did not test the same speakers")
+    for k in shared:
+        for run in (a, b):
+            if key not in run[k]:
+                raise ValueError(f"split seed {k[0]}, fold {k[1]} has no {key!r} scores; parts "
+                               f"there: {sorted(p for p in run[k] if p.startswith('test'))}")
+    return (shared, [float(a[k][key][metric]) for k in shared],
+            [float(b[k][key][metric]) for k in shared])
 
 
 def summarize_folds(results: Sequence[dict], split: str = "test") -> dict:
