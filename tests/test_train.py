@@ -35,16 +35,17 @@ def read_csv(path: Path) -> list[dict]:
 
 
 def make_corpus(root: Path, n_per: int = 6, sr: int = 16000, seed: int = 0,
-                syllables: bool = False) -> Path:
+                syllables: bool = False, labels: dict[str, float] = LABELS) -> Path:
     """Tone clips per speaker and label (``syllables``: in 0.2 s bursts between pauses,
-    which the VAD takes for speech; steady tones it does not)."""
+    which the VAD takes for speech; steady tones it does not); ``labels``: each label's
+    tone frequency in Hz."""
     import soundfile as sf
 
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     rows = []
     for si, spk in enumerate(SPEAKERS):
-        for label, f0 in LABELS.items():
+        for label, f0 in labels.items():
             for k in range(n_per):
                 t = np.arange(int(rng.uniform(0.5, 1.0) * sr)) / sr
                 f = f0 * (1 + 0.05 * si) * rng.uniform(0.97, 1.03)

@@ -42,6 +42,7 @@ Results go to ``out_dir/baseline_<experiment>/`` (:mod:`pyser.training.baseline_
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import sys
@@ -550,8 +551,11 @@ def run_baseline(
     timing: dict[str, float] = {}
     start = time.perf_counter()
     with _threads(cfg.num_threads):
-        if data is None:
-            data = prepare_data(cfg)
+        if data is None:  # the task's utterances: the CRNN's auxiliary emotions are not read
+            data = prepare_data(dataclasses.replace(cfg, aux_emotions=False))
+        elif data.aux is not None:
+            raise ValueError("the baseline reads the task's utterances only; prepare its data "
+                             "without aux_emotions")
         timing["prepare_data_s"] = time.perf_counter() - start
         runs = []
         for name in dict.fromkeys(s.feature_set for s in settings):

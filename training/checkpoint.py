@@ -79,6 +79,8 @@ RESUME_KEYS = (
     "distill_teachers",
     "distill_weight",
     "distill_temperature",
+    "aux_emotions",
+    "aux_weight",
     "average_from_step",
     "eval_every",
     "best_after_step",
@@ -166,10 +168,12 @@ def save_checkpoint(
     fold: Any,
     average: dict | None = None,
     logit_memory: dict | None = None,
+    aux_head: dict | None = None,
 ) -> None:
     """Write the fold's checkpoint after ``step`` steps (atomically); ``average``: the
     weight average's state, when one is kept; ``logit_memory``: the embeddings training's
-    output normalisation remembers (pyser.training.speaker_adapt.LogitMemory), when used."""
+    output normalisation remembers (pyser.training.speaker_adapt.LogitMemory), when used;
+    ``aux_head``: the auxiliary emotions' head (pyser.training.aux_emotions), when used."""
     torch_save(
         {
             "format": CHECKPOINT_FORMAT,
@@ -187,6 +191,7 @@ def save_checkpoint(
             "fold": int(fold.fold),
             "average": average,
             "logit_memory": logit_memory,
+            "aux_head": aux_head,
         },
         path,
     )

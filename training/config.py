@@ -269,6 +269,17 @@ class TrainConfig:
     distill_temperature: float = 2.0
     """Temperature of the teachers' and the student's posteriors in the distillation term."""
 
+    # --- auxiliary emotions (pyser.training.aux_emotions)
+    aux_emotions: bool = False
+    """Also learn from the training speakers' utterances of the emotions the task leaves
+    out (e.g. fear, disgust, surprise, calm, boredom): a linear head on the embedding z
+    classifies every training utterance by its own emotion, and its class-weighted
+    cross-entropy joins the loss, times ``aux_weight``. FC2, the center loss, dev, test and
+    the exported model see the task's utterances only (the head is not exported), and the
+    folds are the task's own. One process only."""
+    aux_weight: float = 0.5
+    """The auxiliary emotions' cross-entropy weight in the loss."""
+
     # --- evaluation and model selection
     eval_every: int = 20
     """Dev UA every this many steps (and at the last step)."""
@@ -387,6 +398,13 @@ class TrainConfig:
             if self.speaker_adapt_logit_train:
                 raise ConfigError("distill_teachers and speaker_adapt_logit_train cannot be "
                                   "combined: the teachers' logits are not output-normalised")
+        if self.aux_emotions:
+            if not (math.isfinite(self.aux_weight) and self.aux_weight > 0):
+                raise ConfigError(f"aux_weight must be > 0, got {self.aux_weight}")
+            if self.distill_teachers or self.speaker_adapt_logit_train:
+                raise ConfigError("aux_emotions cannot be combined with distill_teachers or "
+                                  "speaker_adapt_logit_train: their losses read the task's "
+                                  "utterances only")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.lr_schedule not in ("constant", "cosine"):

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pyser.training.aux_emotions import AuxEmotions, extra_utterances
 from pyser.training.cache import FeatureCache
 from pyser.training.config import ConfigError, TrainConfig
 from pyser.training.datasets import EMOTIONS, TASKS, LoadReport, Utterance, load_corpora
@@ -36,6 +37,9 @@ class PreparedData:
     speech: tuple | None = None
     """The SpeechStats of every utterance's VAD speech frames, filled on first use by
     speaker adaptation (pyser.training.speaker_adapt.speech_stats)."""
+    aux: AuxEmotions | None = None
+    """With ``aux_emotions``: the extra utterances (stored after the task's, label -1 in
+    ``y``) and every utterance's own emotion; None otherwise."""
 
 
 def prepare_data(cfg: TrainConfig, rt: Runtime | None = None) -> PreparedData:
@@ -49,6 +53,8 @@ def prepare_data(cfg: TrainConfig, rt: Runtime | None = None) -> PreparedData:
     utts = [u for u in utts if u.label in labels]
     if not utts:
         raise ValueError(f"no {cfg.task} utterances in {where}")
+    extras = (extra_utterances([(s.name, s.kind, s.root) for s in sources], cfg.task, utts)
+              if cfg.aux_emotions else [])
     # Features first: utterances whose audio cannot be used are left out before the split.
     fc = cfg.feature_config()
     cache = FeatureCache(cfg.cache_dir, fc)
@@ -56,11 +62,14 @@ def prepare_data(cfg: TrainConfig, rt: Runtime | None = None) -> PreparedData:
     store = None
     keep_full = not cfg.crop_eval
     if rt.is_main:
-        store = FeatureStore(utts, cache, max_frames, cfg.preload, cfg.progress, keep_full)
+        store = FeatureStore(utts + extras, cache, max_frames, cfg.preload, cfg.progress,
+                             keep_full)
     rt.barrier()
     if store is None:
-        store = FeatureStore(utts, cache, max_frames, cfg.preload, False, keep_full)
-    utts = store.utts
+        store = FeatureStore(utts + extras, cache, max_frames, cfg.preload, False, keep_full)
+    # The store keeps the order: the task's usable utterances first, then the extras.
+    n_task = sum(u.label in labels for u in store.utts)
+    utts = store.utts[:n_task]
     if not utts:
         raise ValueError(f"no usable {cfg.task} utterances in {where}")
     # Files left out: the loaders' problems (bad names, unreadable headers, missing audio)
@@ -74,7 +83,7 @@ def prepare_data(cfg: TrainConfig, rt: Runtime | None = None) -> PreparedData:
     y = np.array([labels.index(u.label) for u in utts], dtype=np.int64)
     kind = cfg.split_kind()
     folds = select_folds(make_folds(kind, utts, cfg.n_folds, list(cfg.seeds)), cfg.folds)
-    n_cropped = int((store.full_lengths > max_frames).sum())
+    n_cropped = int((store.full_lengths[:n_task] > max_frames).sum())
     several = len(sources) > 1
     info = {
         "corpus": cfg.corpus_label(),
@@ -99,7 +108,14 @@ def prepare_data(cfg: TrainConfig, rt: Runtime | None = None) -> PreparedData:
         info["fold_sizes_by_corpus"] = {
             f"r{f.repeat}_f{f.fold}": fold_sizes_by_corpus(utts, f) for f in folds
         }
-    return PreparedData(utts, tuple(labels), y, folds, store, fc, kind, info)
+    aux = None
+    if cfg.aux_emotions:
+        aux = AuxEmotions.of(store.utts, n_task)
+        info["aux_emotions"] = aux.counts(np.arange(n_task, len(store.utts)))
+        # indices run over the store: the extras' task label is -1 (never a fold's)
+        utts = store.utts
+        y = np.concatenate([y, np.full(aux.n_extra, -1, dtype=np.int64)])
+    return PreparedData(utts, tuple(labels), y, folds, store, fc, kind, info, aux=aux)
 
 
 def select_folds(folds: list[Fold], wanted: list[int]) -> list[Fold]:

@@ -48,6 +48,7 @@ from pyser._io import atomic_write_text, strict_json
 from pyser.adapt import SpeakerAdaptation
 from pyser.model import CRNN
 from pyser.training.augment import Augment
+from pyser.training.aux_emotions import AuxHead
 from pyser.training.calibration import calibration_report
 from pyser.training.checkpoint import (cpu_state, load_resumable, save_checkpoint, set_rng_state,
                                        torch_save)
@@ -79,6 +80,7 @@ __all__ = [
     "score_fold",
     "train_fold",
     "train_step",
+    "training_pool",
     "with_logit_stats",
 ]
 
@@ -227,14 +229,21 @@ def fold_teachers(cfg: TrainConfig, data: PreparedData, fold: Any,
                          cfg.distill_temperature, device)
 
 
+def training_pool(data: PreparedData, parts: FoldParts) -> np.ndarray:
+    """The utterances a fold's training draws from: its training utterances, and with
+    auxiliary emotions their speakers' extra ones (pyser.training.aux_emotions)."""
+    return parts.train if data.aux is None else data.aux.training_pool(parts.train)
+
+
 def speaker_history(cfg: TrainConfig, data: PreparedData, parts: FoldParts,
                     seed: int) -> SpeakerHistory:
-    """The fold's speaker adaptation; fills ``parts.shifts`` with each part's stream-order
-    shifts (the order drawn from ``seed``)."""
+    """The fold's speaker adaptation (population statistics and training histories from
+    :func:`training_pool`); fills ``parts.shifts`` with each part's stream-order shifts
+    (the order drawn from ``seed``)."""
     if data.speech is None:
         data.speech = speech_stats(data.store, data.feature_config.frame_rate)
     speakers = [(u.corpus, u.speaker) for u in data.utts]
-    history = SpeakerHistory(data.speech, speakers, parts.train,
+    history = SpeakerHistory(data.speech, speakers, training_pool(data, parts),
                              cfg.speaker_adapt_prior_s * data.feature_config.frame_rate,
                              cfg.speaker_adapt_max_history, cfg.speaker_adapt_p_none,
                              cfg.speaker_adapt_scale)
@@ -349,6 +358,7 @@ def train_step(
     outputs: Callable[[Tensor, Tensor], Tensor] | None = None,
     teachers: Teachers | None = None,
     distill_weight: float = 0.0,
+    aux: tuple[AuxHead, float] | None = None,
 ) -> list[float]:
     """One optimiser step on this rank's share of ``batch``; returns the batch's
     (loss, ce, center) averaged over the ranks. ``autocast``: the forward pass's reduced
@@ -359,7 +369,9 @@ def train_step(
     the shard's float32 ``(logits, z)`` to the logits the loss reads (see
     pyser.training.speaker_adapt.LogitMemory), or None. ``teachers``: their averaged
     posteriors on the same input make ``distill_weight`` of the classification loss (see
-    pyser.training.distill), or None."""
+    pyser.training.distill), or None. ``aux``: (head, weight) of the auxiliary emotions
+    (pyser.training.aux_emotions; one process): the head's loss on every example, times the
+    weight, joins the loss, and the task's losses read the task's examples (label >= 0)."""
     device = rt.device
     y_all = torch.as_tensor(data.y)
     shard = batch[rt.rank :: rt.world_size]
@@ -383,13 +395,25 @@ def train_step(
     logits, z = logits.float(), z.float()
     if outputs is not None:
         logits = outputs(logits, z)
-    loss, ce, cl = joint_loss(logits, z, y, centers, weights, lam, weight_sum, label_smoothing,
-                              teacher_probs, distill_weight,
-                              teachers.temperature if teachers is not None else 1.0)
+    z_all = z
+    if aux is not None:
+        task = y >= 0
+        logits, z, y = logits[task], z[task], y[task]
+    if len(y):
+        loss, ce, cl = joint_loss(logits, z, y, centers, weights, lam, weight_sum,
+                                  label_smoothing, teacher_probs, distill_weight,
+                                  teachers.temperature if teachers is not None else 1.0)
+    else:  # a batch of extra utterances only (auxiliary emotions)
+        loss = ce = cl = z_all.new_zeros(())
+    if aux is not None:
+        head, aux_weight = aux
+        y_aux = torch.as_tensor(data.aux.y)[torch.from_numpy(shard)].to(device)
+        loss = loss + aux_weight * head.loss(z_all, y_aux)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    centers.update(z, y, alpha)
+    if len(y):
+        centers.update(z, y, alpha)
 
     values = torch.stack([loss.detach(), ce.detach(), cl.detach()])
     if rt.distributed:  # each rank holds its shard's share: the mean is the batch's value
@@ -563,13 +587,23 @@ def train_fold(
     # ---- model, normalisation, optimiser, centers
     seed = fold_seed(cfg, fold)
     seed_everything(seed)
-    model = new_model(data, parts.train, device, cfg.channels_last)
+    pool = training_pool(data, parts)
+    model = new_model(data, pool, device, cfg.channels_last)
     autocast = autocast_dtype(cfg.precision, device)
     centers = CenterLoss(n_classes, model.embedding_dim).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    aux_head = None
+    if data.aux is not None:
+        if rt.world_size > 1:
+            raise ValueError("aux_emotions runs in one process only: its head is not shared "
+                             "between ranks")
+        aux_head = AuxHead(model.embedding_dim,
+                           list(data.aux.counts(pool).values()) if cfg.class_weighted else None,
+                           len(data.aux.labels)).to(device)
+    params = list(model.parameters()) + (list(aux_head.parameters()) if aux_head else [])
+    optimizer = torch.optim.Adam(params, lr=cfg.lr)
     weights = class_weights(parts.counts["train"]).to(device) if cfg.class_weighted else None
     schedule = LossSchedule(cfg.center_lambda, cfg.center_alpha, cfg.warmup_steps)
-    sampler = BatchSampler(len(parts.train), cfg.batch_size, seed)
+    sampler = BatchSampler(len(pool), cfg.batch_size, seed)
     augment = make_augment(cfg, model, seed)
     history = speaker_history(cfg, data, parts, seed) if cfg.speaker_adapt else None
     teachers = fold_teachers(cfg, data, fold, device)
@@ -593,6 +627,8 @@ def train_fold(
             average.load_state_dict(ckpt["average"], device)
         if memory is not None:
             memory.load_state_dict(ckpt["logit_memory"])
+        if aux_head is not None:
+            aux_head.load_state_dict(ckpt["aux_head"])
         optimizer.load_state_dict(ckpt["optimizer"])
         centers.load_state_dict(ckpt["centers"])
         progress = Progress(int(ckpt["step"]), ckpt["best"], ckpt["history"], ckpt["window"])
@@ -609,7 +645,8 @@ def train_fold(
                             sampler=sampler, step=progress.step, best=progress.best,
                             history=progress.history, window=progress.window, cfg=cfg, fold=fold,
                             average=average.state_dict() if average.count else None,
-                            logit_memory=memory.state_dict() if memory else None)
+                            logit_memory=memory.state_dict() if memory else None,
+                            aux_head=cpu_state(aux_head) if aux_head else None)
         rt.barrier()
 
     # ---- the training loop
@@ -621,7 +658,7 @@ def train_fold(
         lam, alpha = schedule.at(progress.step)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, progress.step)
-        batch = parts.train[sampler.next()]
+        batch = pool[sampler.next()]
         step_augment = partial(augment.apply, step=progress.step) if augment else None
         # a function of (seed, step), like the augmentation: a resumed run draws the same
         histories = (history.draw(batch, np.random.default_rng([seed, progress.step, 7]))
@@ -630,7 +667,8 @@ def train_fold(
         outputs = memory.normaliser(batch, histories, model.fc2) if memory else None
         progress.add(train_step(net, centers, optimizer, data, batch, weights, lam, alpha, rt,
                                 autocast, step_augment, cfg.label_smoothing, shifts, outputs,
-                                teachers, cfg.distill_weight))
+                                teachers, cfg.distill_weight,
+                                (aux_head, cfg.aux_weight) if aux_head else None))
         progress.step += 1
         step = progress.step
         if cfg.average_from_step and step >= cfg.average_from_step:
@@ -683,6 +721,7 @@ def train_fold(
         "sizes": {"train": len(parts.train), "dev": len(parts.dev), "test": len(parts.test)},
         **_sizes_by_corpus(data, fold),
         "class_counts": parts.counts,
+        **({"aux_train": data.aux.counts(pool[len(parts.train):])} if data.aux else {}),
         "best_step": progress.best["step"] if not final else cfg.steps,
         "best_dev_ua": progress.best["ua"],
         "steps": cfg.steps,
