@@ -110,7 +110,7 @@ def test_a_batch_of_extras_only_trains_the_head_and_leaves_the_centers(corpus, t
     centers = CenterLoss(len(data.labels), model.embedding_dim)
     centers.centers.data.normal_()
     before = centers.centers.clone()
-    head = AuxHead(model.embedding_dim, None, len(data.aux.labels))
+    head = AuxHead(model.embedding_dim, len(data.aux.labels))
     w0 = head.linear.weight.detach().clone()
     optimizer = torch.optim.Adam([*model.parameters(), *head.parameters()], lr=1e-2)
     extras = np.arange(data.aux.n_task, data.aux.n_task + 6)

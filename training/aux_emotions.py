@@ -108,12 +108,13 @@ class AuxHead(nn.Module):
 
     Args:
         dim: the embedding's size.
+        n_labels: the auxiliary emotions.
         counts: (n_labels,) training utterances per auxiliary emotion; the loss weighs each
             class by ``max(n) / (n_c + 0.5)`` like the task's (None: unweighted).
     """
 
-    def __init__(self, dim: int, counts: Sequence[int] | np.ndarray | None,
-                 n_labels: int) -> None:
+    def __init__(self, dim: int, n_labels: int,
+                 counts: Sequence[int] | np.ndarray | None = None) -> None:
         super().__init__()
         self.linear = nn.Linear(dim, n_labels)
         weights = class_weights(counts) if counts is not None else torch.ones(n_labels)

@@ -596,9 +596,8 @@ def train_fold(
         if rt.world_size > 1:
             raise ValueError("aux_emotions runs in one process only: its head is not shared "
                              "between ranks")
-        aux_head = AuxHead(model.embedding_dim,
-                           list(data.aux.counts(pool).values()) if cfg.class_weighted else None,
-                           len(data.aux.labels)).to(device)
+        counts = list(data.aux.counts(pool).values()) if cfg.class_weighted else None
+        aux_head = AuxHead(model.embedding_dim, len(data.aux.labels), counts).to(device)
     params = list(model.parameters()) + (list(aux_head.parameters()) if aux_head else [])
     optimizer = torch.optim.Adam(params, lr=cfg.lr)
     weights = class_weights(parts.counts["train"]).to(device) if cfg.class_weighted else None
