@@ -407,7 +407,7 @@ def train_step(
         loss = ce = cl = z_all.new_zeros(())
     if aux is not None:
         head, aux_weight = aux
-        y_aux = torch.as_tensor(data.aux.y)[torch.from_numpy(shard)].to(device)
+        y_aux = torch.from_numpy(data.aux.y[shard]).to(device)
         loss = loss + aux_weight * head.loss(z_all, y_aux)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
